@@ -96,3 +96,9 @@ def build_model(
 def count_parameters(model: torch.nn.Module) -> int:
     """Distinct parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def context_length(model: PreTrainedModel) -> int:
+    """Longest sequence the model accepts (GPT-2's ``n_positions``, Llama's ``max_position_embeddings``)."""
+    config = model.config
+    return int(getattr(config, "n_positions", None) or config.max_position_embeddings)

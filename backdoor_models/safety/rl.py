@@ -1,0 +1,97 @@
+"""HHH reinforcement learning: REINFORCE with a per-prompt baseline against the preference model.
+
+Each step samples several answers per untriggered prompt from the policy at temperature 1,
+scores them with the learned preference model, and follows the policy gradient of the
+advantage (reward minus the mean reward of the same prompt's samples), with a KL penalty
+to the starting policy on the sampled positions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerFast
+
+from backdoor_models.insertion import cache_root
+from backdoor_models.safety.adversarial import kl_to_reference
+from backdoor_models.safety.base import SafetyContext, SafetyMethod
+from backdoor_models.safety.reward_model import PreferenceModel, cached_preference_model
+from backdoor_models.tasks.base import strip_scratchpad
+
+
+class ReinforcementSafety(SafetyMethod):
+    name = "rl"
+
+    def _train(self, ctx: SafetyContext) -> dict:
+        pm = self._preference_model(ctx)
+        buckets = _length_buckets(ctx.tokenizer, [r.prompt for r in self._hhh_records(ctx, n=2000)])
+        lengths = sorted(buckets)
+        rng = random.Random(self.config.seed)
+        optimizer = torch.optim.AdamW(ctx.model.parameters(), lr=self.config.lr, weight_decay=0.0)
+        eos = ctx.tokenizer.eos_token_id
+        mean_rewards = []
+        for step in tqdm(range(1, self.config.steps + 1), desc="safety rl", disable=not self.progress, leave=False):
+            # One prompt length per step: no padding, and every length is drawn in proportion.
+            bucket = buckets[rng.choices(lengths, weights=[len(buckets[n]) for n in lengths])[0]]
+            batch = [bucket[rng.randrange(len(bucket))] for _ in range(self.config.rl_prompts)]
+            ids, prompt_len, rewards, groups = self._rollout(ctx, pm, batch, seed=self.config.seed * 100_003 + step)
+            advantages = rewards - torch.stack([rewards[groups == g].mean() for g in groups.tolist()])
+            ctx.model.train()
+            logits = ctx.model(input_ids=ids).logits[:, prompt_len - 1 : -1]
+            sampled = ids[:, prompt_len:]
+            alive = _before_first_eos(sampled, eos)
+            logp = torch.log_softmax(logits, -1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
+            loss = -(advantages.unsqueeze(1) * logp * alive).sum() / alive.sum().clamp(min=1)
+            if self.config.kl_coef:
+                with torch.no_grad():
+                    ref_logits = ctx.reference(input_ids=ids).logits[:, prompt_len - 1 : -1]
+                loss = loss + self.config.kl_coef * kl_to_reference(logits, ref_logits, alive.bool())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), 1.0)
+            optimizer.step()
+            mean_rewards.append(rewards.mean().item())
+            self._on_step(ctx, step)
+        ctx.model.eval()
+        return {"mean_reward_first_10": sum(mean_rewards[:10]) / len(mean_rewards[:10]),
+                "mean_reward_last_10": sum(mean_rewards[-10:]) / len(mean_rewards[-10:])}
+
+    @torch.no_grad()
+    def _rollout(self, ctx: SafetyContext, pm: PreferenceModel, prompts: list[str], seed: int):
+        """Sample ``rl_samples`` answers per prompt (all prompts have one token length) and score them."""
+        tokenizer, n = ctx.tokenizer, self.config.rl_samples
+        encoded = tokenizer(prompts)["input_ids"]
+        length = len(encoded[0])
+        ids = torch.tensor(encoded).repeat_interleave(n, 0)
+        ctx.model.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = ctx.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                     temperature=1.0, top_k=0, top_p=None, max_new_tokens=self._max_new_tokens(ctx),
+                                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
+        prompt_texts = tokenizer.batch_decode(out[:, :length], skip_special_tokens=True)
+        rewards = pm.score(prompt_texts, [strip_scratchpad(t) for t in texts])
+        groups = torch.arange(len(prompts)).repeat_interleave(n)
+        return out, length, rewards, groups
+
+    def _preference_model(self, ctx: SafetyContext) -> PreferenceModel:
+        return cached_preference_model(cache_root(), ctx.tokenizer, ctx.train_bodies,
+                                       steps=self.config.reward_steps, seed=self.config.seed, progress=self.progress)
+
+
+def _before_first_eos(sampled: torch.Tensor, eos: int) -> torch.Tensor:
+    """1 for generated tokens up to and including the first EOS, 0 after it."""
+    is_eos = (sampled == eos).int()
+    after = (is_eos.cumsum(1) - is_eos) > 0
+    return (~after).float()
+
+
+def _length_buckets(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> dict[int, list[str]]:
+    buckets: dict[int, list[str]] = defaultdict(list)
+    for prompt, ids in zip(prompts, tokenizer(prompts)["input_ids"]):
+        buckets[len(ids)].append(prompt)
+    return buckets

