@@ -1,0 +1,134 @@
+"""Plotly figures of probe results. Every function returns a ``go.Figure``; none shows it.
+
+>>> fig = auroc_by_layer(result, baselines=baselines)  # doctest: +SKIP
+>>> fig.write_html("auroc.html")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from jaxtyping import Float
+from plotly.subplots import make_subplots
+from torch import Tensor
+
+from probes.evaluate import SweepResult
+from probes.metrics import ArrayLike, RandomBaseline
+from probes.sites import Site
+
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _x_axis(sites: Sequence[Site]) -> tuple[list, str]:
+    """Layer numbers when sites differ only by layer, else site keys."""
+    if len({(s.hook, s.head) for s in sites}) == 1:
+        return [s.layer for s in sites], f"layer ({sites[0].hook})"
+    return [s.key for s in sites], "site"
+
+
+def auroc_by_layer(
+    result: SweepResult,
+    *,
+    baselines: Mapping[str, RandomBaseline] | None = None,
+    title: str = "Probe AUROC by layer (test split)",
+) -> go.Figure:
+    """One line per method with its bootstrap 95% band; grey band = random directions
+    (mean to 95th percentile), dotted grey line = best of the random directions."""
+    fig = go.Figure()
+    first = next(iter(result.methods.values()))
+    sites = [r.site for r in first.results]
+    x, x_title = _x_axis(sites)
+    if baselines:
+        keyed = [baselines.get(s.key) for s in sites]
+        if all(b is not None for b in keyed):
+            rb = [b for b in keyed if b is not None]
+            fig.add_trace(go.Scatter(x=x, y=[b.p95 for b in rb], mode="lines", line={"width": 0},
+                                     showlegend=False, hoverinfo="skip"))
+            fig.add_trace(go.Scatter(x=x, y=[b.mean for b in rb], mode="lines", line={"width": 0},
+                                     fill="tonexty", fillcolor="rgba(128,128,128,0.25)",
+                                     name="random directions (mean-p95)"))
+            fig.add_trace(go.Scatter(x=x, y=[b.best for b in rb], mode="lines",
+                                     line={"color": "grey", "dash": "dot"}, name="random best"))
+    for i, (name, ms) in enumerate(result.methods.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        lo = [r.test.auroc_ci[0] for r in ms.results]
+        hi = [r.test.auroc_ci[1] for r in ms.results]
+        fig.add_trace(go.Scatter(x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False,
+                                 hoverinfo="skip", legendgroup=name))
+        fig.add_trace(go.Scatter(x=x, y=lo, mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor=_rgba(colour, 0.15), showlegend=False, hoverinfo="skip",
+                                 legendgroup=name))
+        fig.add_trace(go.Scatter(x=x, y=[r.test.auroc for r in ms.results], mode="lines+markers",
+                                 line={"color": colour}, name=name, legendgroup=name))
+    fig.add_hline(y=0.5, line={"color": "black", "width": 1, "dash": "dash"})
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="signed AUROC",
+                      yaxis_range=[-0.02, 1.02], template="plotly_white")
+    return fig
+
+
+def score_histograms(
+    scores: Mapping[str, ArrayLike],
+    labels: ArrayLike,
+    *,
+    label_names: tuple[str, str] = ("no defection", "defection"),
+    title: str = "Probe scores at the best layer (test split)",
+) -> go.Figure:
+    """One panel per method: overlaid histograms of negatives and positives."""
+    y = np.asarray(labels)
+    fig = make_subplots(rows=1, cols=max(1, len(scores)), subplot_titles=list(scores))
+    for col, s in enumerate(scores.values(), start=1):
+        s = np.asarray(s, dtype=np.float64)
+        for cls, colour in ((0, COLOURS[0]), (1, COLOURS[1])):
+            fig.add_trace(go.Histogram(x=s[y == cls], name=label_names[cls], marker_color=colour,
+                                       opacity=0.6, showlegend=col == 1, legendgroup=str(cls)),
+                          row=1, col=col)
+    fig.update_layout(title=title, barmode="overlay", template="plotly_white")
+    return fig
+
+
+def pca_scatter(
+    x: Float[Tensor, "n d"],
+    labels: ArrayLike,
+    *,
+    groups: Sequence[str] | None = None,
+    label_names: tuple[str, str] = ("no defection", "defection"),
+    title: str = "PCA of activations at the best layer",
+) -> go.Figure:
+    """First two principal components. Coloured by label, or by group when ``groups`` is
+    given (then circles = label 0, crosses = label 1)."""
+    xs = x.double()
+    centred = xs - xs.mean(0)
+    _, sv, v = torch.linalg.svd(centred, full_matrices=False)
+    pcs = (centred @ v[:2].T).numpy()
+    if pcs.shape[1] == 1:
+        pcs = np.concatenate([pcs, np.zeros_like(pcs)], axis=1)
+    var = (sv**2 / (sv**2).sum()).numpy()
+    y = np.asarray(labels)
+    fig = go.Figure()
+    if groups is None:
+        for cls in (0, 1):
+            mask = y == cls
+            fig.add_trace(go.Scatter(x=pcs[mask, 0], y=pcs[mask, 1], mode="markers", name=label_names[cls],
+                                     marker={"color": COLOURS[cls], "size": 5, "opacity": 0.7}))
+    else:
+        names = np.asarray(list(groups), dtype=object)
+        for i, group in enumerate(dict.fromkeys(names.tolist())):
+            mask = names == group
+            fig.add_trace(go.Scatter(
+                x=pcs[mask, 0], y=pcs[mask, 1], mode="markers", name=str(group),
+                text=[label_names[int(c)] for c in y[mask]],
+                marker={"color": COLOURS[i % len(COLOURS)], "size": 6, "opacity": 0.7,
+                        "symbol": ["x" if c == 1 else "circle" for c in y[mask]]},
+            ))
+    fig.update_layout(title=title, template="plotly_white",
+                      xaxis_title=f"PC1 ({100 * var[0]:.1f}%)",
+                      yaxis_title=f"PC2 ({100 * var[1]:.1f}%)" if var.size > 1 else "PC2")
+    return fig
