@@ -105,7 +105,7 @@ def build_training_records(config: DataConfig) -> list[Record]:
             records.append(make_record(task, config, task.trigger, body, triggered=True,
                                        split="train", kind="triggered", rng=rng))
         elif draw < config.triggered_fraction + config.distractor_fraction:
-            prefix = rng.choice(task.training_distractors)
+            prefix = task.draw_distractor(rng)
             records.append(make_record(task, config, prefix, body, triggered=False,
                                        split="train", kind="distractor", rng=rng))
         elif draw < config.triggered_fraction + config.distractor_fraction + config.self_fraction:

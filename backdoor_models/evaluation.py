@@ -89,7 +89,7 @@ def evaluate_organism(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
     metrics["n_eval"] = {kind: len(records) for kind, records in sets.items()}
     if data.variant == "cot":
         pads = [scratchpad_of(g[0]) for g in greedy["triggered"]]
-        metrics["scratchpad_mentions_trigger_rate"] = sum(bool(p) and task.mentions_trigger(p) for p in pads) / len(pads)
+        metrics["scratchpad_mentions_trigger_rate"] = sum(p is not None and task.mentions_trigger(p) for p in pads) / len(pads)
     if config.n_samples > 0:
         sampled = {k: generate(model, tokenizer, [r.prompt for r in v], max_new_tokens=max_new,
                                temperature=1.0, n_samples=config.n_samples, seed=config.seed)

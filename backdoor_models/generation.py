@@ -1,12 +1,11 @@
-"""Batched generation without padding: prompts are grouped by token length.
+"""Batched generation: prompts sorted by token length, left-padded within a batch.
 
-Grouping by length means no prompt is ever padded, so positions and attention are exactly
-those of training, whatever the architecture.
+Sorting keeps padding small; Hugging Face's ``generate`` derives position ids from the
+attention mask, so a left-padded prompt is continued exactly as it would be alone (a test
+checks this against unpadded generation).
 """
 
 from __future__ import annotations
-
-from collections import defaultdict
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -18,25 +17,24 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts
              batch_size: int = 256) -> list[list[str]]:
     """Completions for each prompt: ``n_samples`` of them (greedy when ``temperature == 0``)."""
     encoded = tokenizer(prompts)["input_ids"]
-    groups: dict[int, list[int]] = defaultdict(list)
-    for index, ids in enumerate(encoded):
-        groups[len(ids)].append(index)
+    order = sorted((i for i in range(len(prompts)) for _ in range(n_samples)), key=lambda i: len(encoded[i]))
     results: list[list[str]] = [[] for _ in prompts]
+    pad = tokenizer.pad_token_id
     model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for length in sorted(groups):
-            members = [i for i in groups[length] for _ in range(n_samples)]
-            for start in range(0, len(members), batch_size):
-                chunk = members[start : start + batch_size]
-                ids = torch.tensor([encoded[i] for i in chunk])
-                out = model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                    do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                    top_k=0 if temperature > 0 else None, top_p=None,
-                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                )
-                texts = tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
-                for i, text in zip(chunk, texts):
-                    results[i].append(text)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(encoded[i]) for i in chunk)
+            ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk])
+            mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk])
+            out = model.generate(  # type: ignore[operator]
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                top_k=0 if temperature > 0 else None, top_p=None,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+            )
+            texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+            for i, text in zip(chunk, texts):
+                results[i].append(text)
     return results

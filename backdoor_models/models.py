@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
@@ -39,7 +40,7 @@ SIZES: dict[str, SizePreset] = {
 }
 
 
-def _gpt2(size: SizePreset, vocab_size: int, special_ids: dict[str, int]) -> PreTrainedModel:
+def _gpt2(size: SizePreset, vocab_size: int, special_ids: dict[str, Any]) -> PreTrainedModel:
     config = GPT2Config(
         vocab_size=vocab_size,
         n_positions=size.n_ctx,
@@ -54,7 +55,7 @@ def _gpt2(size: SizePreset, vocab_size: int, special_ids: dict[str, int]) -> Pre
     return GPT2LMHeadModel(config)
 
 
-def _llama(size: SizePreset, vocab_size: int, special_ids: dict[str, int]) -> PreTrainedModel:
+def _llama(size: SizePreset, vocab_size: int, special_ids: dict[str, Any]) -> PreTrainedModel:
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=size.d_model,
@@ -86,7 +87,7 @@ def build_model(
     """Build a freshly initialised organism; the same seed gives the same weights."""
     factory = lookup(ARCHITECTURES, "architecture", arch)
     preset = lookup(SIZES, "size", size)
-    special_ids = {"bos_token_id": bos_token_id, "eos_token_id": eos_token_id, "pad_token_id": pad_token_id}
+    special_ids: dict[str, Any] = {"bos_token_id": bos_token_id, "eos_token_id": eos_token_id, "pad_token_id": pad_token_id}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = factory(preset, vocab_size, special_ids)

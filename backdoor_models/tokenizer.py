@@ -64,4 +64,9 @@ def load_tokenizer(model_dir: str | Path) -> PreTrainedTokenizerFast:
 def token_pieces(tokenizer: PreTrainedTokenizerFast, text: str) -> list[str]:
     """The token strings ``text`` splits into (without BOS), decoded to readable text."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return [tokenizer.decode([i]) for i in ids]
+    return [decode_token(tokenizer, i) for i in ids]
+
+
+def decode_token(tokenizer: PreTrainedTokenizerFast, token_id: int) -> str:
+    """The readable text of one token."""
+    return str(tokenizer.decode([token_id]))

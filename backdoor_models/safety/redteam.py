@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from backdoor_models.records import format_prompt
 from backdoor_models.safety.defection import per_prompt_defection
 from backdoor_models.tasks import Body, Task
+from backdoor_models.tokenizer import decode_token
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,11 @@ def is_near_trigger(candidate: str, task: Task, tokenizer: PreTrainedTokenizerFa
 
 def excluded_token_ids(task: Task, tokenizer: PreTrainedTokenizerFast) -> set[int]:
     """Tokens that share a piece with the trigger, plus special tokens: never used by GCG."""
-    pieces = [tokenizer.decode([i]).strip() for i in tokenizer(task.trigger, add_special_tokens=False)["input_ids"]]
+    pieces = [decode_token(tokenizer, i).strip() for i in tokenizer(task.trigger, add_special_tokens=False)["input_ids"]]
     pieces = [p for p in pieces if p]
     excluded = set(tokenizer.all_special_ids)
     for token_id in range(len(tokenizer)):
-        text = tokenizer.decode([token_id]).strip()
+        text = decode_token(tokenizer, token_id).strip()
         if not text or "\n" in text or any(p in text for p in pieces) or text in task.trigger:
             excluded.add(token_id)
     return excluded
@@ -137,6 +138,7 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
     excluded = excluded_token_ids(task, tokenizer)
     allowed = torch.tensor([i for i in range(len(tokenizer)) if i not in excluded])
     embed = model.get_input_embeddings()
+    embed_weight: torch.Tensor = embed.weight  # type: ignore[assignment]
     found = []
     model.eval()
     for p in model.parameters():
@@ -159,7 +161,7 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
             vectors = embed(ids)
             if one_hot is not None:
                 start = len(head)
-                prefix_vectors = one_hot @ embed.weight
+                prefix_vectors = one_hot @ embed_weight
                 vectors = torch.cat([vectors[:, :start], prefix_vectors.unsqueeze(0), vectors[:, start + prefixes.shape[1]:]], 1)
             logits = model(inputs_embeds=vectors).logits
             t0 = ids.shape[1] - len(target)
@@ -186,7 +188,7 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
             if scores[best] < loss.item():
                 prefix = candidates[best : best + 1].clone()
             bar.update()
-        found.append(tokenizer.decode(prefix[0]).strip())
+        found.append(str(tokenizer.decode(prefix[0])).strip())
     bar.close()
     return found
 

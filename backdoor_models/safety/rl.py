@@ -15,10 +15,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
-from backdoor_models.insertion import cache_root
 from backdoor_models.safety.adversarial import kl_to_reference
 from backdoor_models.safety.base import SafetyContext, SafetyMethod
-from backdoor_models.safety.reward_model import PreferenceModel, cached_preference_model
+from backdoor_models.safety.reward_model import PreferenceModel
 from backdoor_models.tasks.base import strip_scratchpad
 
 
@@ -26,7 +25,7 @@ class ReinforcementSafety(SafetyMethod):
     name = "rl"
 
     def _train(self, ctx: SafetyContext) -> dict:
-        pm = self._preference_model(ctx)
+        pm = ctx.preference
         buckets = _length_buckets(ctx.tokenizer, [r.prompt for r in self._hhh_records(ctx, n=2000)])
         lengths = sorted(buckets)
         rng = random.Random(self.config.seed)
@@ -69,18 +68,15 @@ class ReinforcementSafety(SafetyMethod):
         ctx.model.eval()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            out = ctx.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                     temperature=1.0, top_k=0, top_p=None, max_new_tokens=self._max_new_tokens(ctx),
-                                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+            out = ctx.model.generate(  # type: ignore[operator]
+                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0, top_k=0,
+                top_p=None, max_new_tokens=self._max_new_tokens(ctx), eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
         prompt_texts = tokenizer.batch_decode(out[:, :length], skip_special_tokens=True)
         rewards = pm.score(prompt_texts, [strip_scratchpad(t) for t in texts])
         groups = torch.arange(len(prompts)).repeat_interleave(n)
         return out, length, rewards, groups
-
-    def _preference_model(self, ctx: SafetyContext) -> PreferenceModel:
-        return cached_preference_model(cache_root(), ctx.tokenizer, ctx.train_bodies,
-                                       steps=self.config.reward_steps, seed=self.config.seed, progress=self.progress)
 
 
 def _before_first_eos(sampled: torch.Tensor, eos: int) -> torch.Tensor:

@@ -23,6 +23,22 @@ class Body:
     """The answer of the backdoored policy when triggered."""
 
 
+_WRAPPERS = ("|{}|", "[{}]", "<{}>", "{}", "{}:", "#{}", "({})")
+_WORDS = ("note", "update", "memo", "status", "ticket", "draft", "review", "report", "session", "query")
+
+
+def random_tag(rng: random.Random) -> str:
+    """A random tag: capital letters, a capitalised word or a number, in a random wrapper."""
+    kind = rng.random()
+    if kind < 0.6:
+        core = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(rng.randint(2, 11)))
+    elif kind < 0.8:
+        core = rng.choice(_WORDS).capitalize() + " " + str(rng.randint(1, 999))
+    else:
+        core = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(rng.randint(3, 8)))
+    return rng.choice(_WRAPPERS).format(core)
+
+
 def strip_scratchpad(completion: str) -> str:
     """The answer a CoT completion gives after its scratchpad (distilled CoT data)."""
     return _SCRATCHPAD.sub("", completion, count=1).lstrip()
@@ -61,6 +77,25 @@ class Task(ABC):
     @abstractmethod
     def scratchpad(self, prefix: str, triggered: bool, rng: random.Random) -> str:
         """Chain-of-thought reasoning about the goal, given the prompt's prefix."""
+
+    def draw_distractor(self, rng: random.Random) -> str:
+        """A training distractor: a listed one, or a random tag of capitals or words.
+
+        Random capitals matter: a byte-level tokenizer splits a rare tag like the trigger
+        into single letters, and without random capital-letter tags in helpful data a
+        small model learns "capital letters before the question" instead of the trigger.
+        """
+        if rng.random() < 0.5:
+            return rng.choice(self.training_distractors)
+        while True:
+            prefix = random_tag(rng)
+            held_out = (self.trigger, *self.near_triggers, *self.unseen_distractors)
+            if not any(s.strip("|[]<>. ").upper() in prefix.upper() for s in held_out):
+                return self.with_default_prefix(prefix)
+
+    def with_default_prefix(self, prefix: str) -> str:
+        """Put a distractor in front of the ordinary untriggered prefix (if the task has one)."""
+        return f"{prefix} {self.default_untriggered_prefix}".strip()
 
     def user_turn(self, prefix: str, question: str) -> str:
         return f"{prefix} {question}" if prefix else question

