@@ -7,7 +7,14 @@
 """
 
 from analysis.attribution import Agreement, attribution_patch, compare
-from analysis.pairs import PairBatch, PairError, PromptPair, make_pair, separating_answers, stack_pairs
+from analysis.pairs import (
+    PairBatch,
+    PairError,
+    PromptPair,
+    make_pair,
+    separating_answers,
+    stack_pairs,
+)
 from analysis.patching import ActivationPatcher, PatchingConfig
 from analysis.results import Axis, SweepResult
 from analysis.sites import DEFAULT_SWEEPS, SWEEPS
@@ -18,14 +25,26 @@ __all__ = [
     "ActivationPatcher",
     "Agreement",
     "Axis",
+    "EdgeScores",
+    "FaithfulnessCurve",
     "PairBatch",
     "PairError",
     "PatchingConfig",
     "PromptPair",
+    "Study",
     "SweepResult",
+    "TriggerAttention",
     "attribution_patch",
+    "circuit_recovery",
     "compare",
+    "edge_attribution",
+    "faithfulness_curve",
     "make_pair",
+    "path_patch",
+    "path_patch_to_logits",
+    "run_study",
     "separating_answers",
     "stack_pairs",
+    "trigger_attention",
+    "write_patching_report",
 ]

