@@ -98,9 +98,18 @@ def changed_positions(
 def plan_layer(
     site: str, layer: int, cells: Cells, source: Trace, target: Trace, *, skip_identical: bool
 ) -> LayerPlan:
-    """Rows of this layer whose patch changes something, with their changed position range."""
+    """Rows of this layer whose patch can change the answer, with their changed position range.
+
+    In the last layer only the answer position is read afterwards: a patch there matters only
+    if it changes that position's output (a key or value at any position does, via attention).
+    """
     changed = changed_positions(site, layer, cells, source, target, skip_identical=skip_identical)
     n_pos = changed.shape[-1]
+    last_layer = layer == target.resid_pre.shape[0] - 1
+    if last_layer and site != "resid_pre":
+        reach = changed.any(-1) if site in ("k", "v") else changed[..., -1]
+        changed = torch.zeros_like(changed)
+        changed[..., -1] = reach
     cell_index, example = changed.any(-1).nonzero(as_tuple=True)
     hits = changed[cell_index, example].int()
     start = hits.argmax(-1)

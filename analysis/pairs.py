@@ -226,12 +226,17 @@ def check_distinguishable(
 def separating_answers(model: Any, batch: PairBatch) -> tuple[int, int]:
     """The (defect, helpful) tokens whose logit difference the trigger raises in every pair.
 
-    For sanity checks and benchmarks on untrained models, which have no defection token:
-    picks the token the trigger boosts most in its worst pair, then the helpful token that
-    keeps the smallest per-pair gap largest.
+    For sanity checks, benchmarks and untrained models, which have no defection token: picks
+    the token the trigger boosts most in its worst pair, then the helpful token that keeps the
+    smallest per-pair gap largest. ``model`` is a bridge or a Hugging Face causal LM.
     """
+
+    def answer_logits(tokens: Tensor) -> Tensor:
+        out = model(tokens)
+        return getattr(out, "logits", out)[:, -1]
+
     with torch.inference_mode():
-        gain = model(batch.clean_tokens)[:, -1] - model(batch.corrupted_tokens)[:, -1]
+        gain = answer_logits(batch.clean_tokens) - answer_logits(batch.corrupted_tokens)
     defect = int(gain.min(0).values.argmax())
     helpful = int((gain[:, defect : defect + 1] - gain).min(0).values.argmax())
     return defect, helpful

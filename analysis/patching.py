@@ -58,7 +58,8 @@ class PatchingConfig:
     chunk_tokens: int = 8192
     """Token positions computed per batched forward (memory ~ chunk_tokens × 4 × d_mlp floats)."""
     skip_identical: bool = True
-    """Reuse the unpatched score for patches that change no value (exact; off = recompute all)."""
+    """Reuse the unpatched score for patches that change no value (exact; off = recompute them too).
+    Last-layer patches that cannot reach the answer position are never recomputed."""
     progress: bool = True
     """Show one progress bar per sweep."""
     check_tolerance: float = 1e-4
@@ -81,6 +82,7 @@ class ActivationPatcher:
     Construction runs the clean and corrupted prompts once (caching every site), checks the
     fast kernels against the bridge's own logits, and calibrates the metric (refusing pairs the
     model does not tell apart). ``sweep`` and ``patch`` then patch any site in either direction.
+    The cached runs are a snapshot: build a new patcher after changing the model's weights.
     """
 
     def __init__(self, model: Any, pairs: PairBatch, *, config: PatchingConfig | None = None) -> None:
@@ -182,7 +184,9 @@ class ActivationPatcher:
                 "cells": self.n_layers * len(cells),
                 "pairs": self.pairs.n_pairs,
                 "runs_computed": n_rows,
-                "runs_skipped_unchanged": self.n_layers * len(cells) * self.pairs.n_pairs - n_rows,
+                # (cell, pair) runs reusing the unpatched score: the patch changes no value, or (last
+                # layer) cannot reach the answer position
+                "runs_skipped": self.n_layers * len(cells) * self.pairs.n_pairs - n_rows,
                 # positions run through a transformer block; one forward per cell would run
                 # cells * pairs * n_pos * n_layers of them (None on the hooks engine)
                 "block_positions": block_positions,

