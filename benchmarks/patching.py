@@ -27,7 +27,6 @@ from analysis.attribution import attribution_patch, compare  # noqa: E402
 from analysis.metrics import on_full_logits  # noqa: E402
 from analysis.pairs import PairError, make_pair, separating_answers, stack_pairs  # noqa: E402
 from analysis.patching import ActivationPatcher, PatchingConfig  # noqa: E402
-from analysis.sites import DEFAULT_SWEEPS  # noqa: E402
 from backdoor_models.models import build_model, count_parameters  # noqa: E402
 from backdoor_models.run_dir import load_bridge, save_model  # noqa: E402
 from backdoor_models.tokenizer import train_tokenizer  # noqa: E402
@@ -105,20 +104,12 @@ def matmul_gflops(size: int = 512, repeats: int = 20) -> float:
     return round(2 * size**3 * repeats / seconds / 1e9, 1)
 
 
-def run_ours(bridge, batch, config):
-    """Construction + every default sweep; returns (patcher, results by name, seconds)."""
-    started = time.perf_counter()
-    patcher = ActivationPatcher(bridge, batch, config=config)
-    results = {name: patcher.sweep(name) for name in DEFAULT_SWEEPS}
-    return patcher, results, time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=48, help="prompt length in tokens")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of ours; the fastest is reported")
+    parser.add_argument("--repeats", type=int, default=3, help="constructions of ours; the fastest is reported")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     load_before = os.getloadavg()
@@ -129,43 +120,50 @@ def main() -> None:
         bridge = load_bridge(save_model(model, tokenizer, tmp))
     batch, replacement = build_pairs(tokenizer, bridge, args.pairs, args.tokens)
 
-    # Ours: construction (two cached runs, kernel check, calibration) + the sweeps; best of
-    # `--repeats` because other processes share the CPU (the reference is too slow to repeat).
+    # Other processes share this CPU and their load drifts, so every reference sweep is paired
+    # with runs of ours right before and right after it (the faster of the two is reported).
     gflops_before = matmul_gflops()
     config = PatchingConfig(progress=False, min_gap=0.0)
-    runs = [run_ours(bridge, batch, config) for _ in range(args.repeats)]
-    patcher, ours, ours_total = min(runs, key=lambda run: run[2])
+    plain_config = PatchingConfig(progress=False, min_gap=0.0, skip_identical=False)
+    builds = [timed(lambda: ActivationPatcher(bridge, batch, config=config)) for _ in range(args.repeats)]
+    patcher, build_s = min(builds, key=lambda b: b[1])
+    plain = ActivationPatcher(bridge, batch, config=plain_config)
     metric_fn = on_full_logits(patcher.metric)
-
-    # Reference: the clean cache + one forward per cell.
     clean_cache, cache_s = timed(lambda: bridge.run_with_cache(batch.clean_tokens)[1])
-    sweeps = {}
+
+    sweeps, ours, plain_results = {}, {}, {}
     for name, fn in REFERENCE.items():
+        before = [patcher.sweep(name), plain.sweep(name)]
         reference, ref_s = timed(lambda fn=fn: fn(bridge, batch.corrupted_tokens, clean_cache, metric_fn))
+        after = [patcher.sweep(name), plain.sweep(name)]
+        ours[name] = min(before[0], after[0], key=lambda r: r.seconds)
+        plain_results[name] = min(before[1], after[1], key=lambda r: r.seconds)
         reference_positions = reference.numel() * batch.n_pairs * batch.n_pos * bridge.cfg.n_layers
         sweeps[name] = {
             "cells": reference.numel(),
             "reference_s": round(ref_s, 3),
             "ours_s": round(ours[name].seconds, 3),
+            "ours_s_before_after": [round(before[0].seconds, 3), round(after[0].seconds, 3)],
             "speedup": round(ref_s / ours[name].seconds, 1),
             "max_abs_diff": float((ours[name].values - reference.double().cpu()).abs().max()),
             "runs_skipped": ours[name].details["runs_skipped"],
             "runs_computed": ours[name].details["runs_computed"],
             "block_positions_ratio": round(reference_positions / ours[name].details["block_positions"], 1),
         }
+    gflops_after = matmul_gflops()
     reference_total = cache_s + sum(s["reference_s"] for s in sweeps.values())
+    ours_total = build_s + sum(r.seconds for r in ours.values())
+    plain_s = build_s + sum(r.seconds for r in plain_results.values())
+    plain_diff = max(float((r.values - ours[n].values).abs().max()) for n, r in plain_results.items())
     # machine-independent work: token positions run through a transformer block
     reference_work = sum(s["cells"] for s in sweeps.values()) * batch.n_pairs * batch.n_pos * bridge.cfg.n_layers
-    gflops_after = matmul_gflops()
-
-    # Ours again without reusing the baseline for unchanged patches: the resume/batching gain alone.
-    plain_config = PatchingConfig(progress=False, min_gap=0.0, skip_identical=False)
-    plain_runs = [run_ours(bridge, batch, plain_config) for _ in range(args.repeats)]
-    _, plain_results, plain_s = min(plain_runs, key=lambda run: run[2])
-    plain_diff = max(float((r.values - ours[n].values).abs().max()) for n, r in plain_results.items())
 
     # Attribution (one forward + backward for all head sweeps) vs exact head sweeps.
-    estimates, attr_s = timed(lambda: attribution_patch(bridge, batch, patcher.metric, sweeps=("resid_pre", "head_out", "head_out_by_pos")))
+    estimates, attr_s = min(
+        (timed(lambda: attribution_patch(bridge, batch, patcher.metric, sweeps=("resid_pre", "head_out", "head_out_by_pos")))
+         for _ in range(args.repeats)),
+        key=lambda run: run[1],
+    )
     agreement = {e.sweep: compare(ours[e.sweep], e).to_dict() for e in estimates}
     exact_heads_ref_s = sweeps["head_out"]["reference_s"] + sweeps["head_out_by_pos"]["reference_s"]
     exact_heads_ours_s = ours["head_out"].seconds + ours["head_out_by_pos"].seconds
@@ -183,12 +181,12 @@ def main() -> None:
         "total": {
             "reference_s": round(reference_total, 3),
             "ours_s": round(ours_total, 3),
-            "ours_s_all_repeats": [round(run[2], 3) for run in runs],
             "speedup": round(reference_total / ours_total, 1),
             "max_abs_diff": max(s["max_abs_diff"] for s in sweeps.values()),
             "block_positions_ratio": round(reference_work / sum(r.details["block_positions"] for r in ours.values()), 1),
             "reference_ms_per_cell": round(1000 * reference_total / sum(s["cells"] for s in sweeps.values()), 2),
             "includes": "reference: clean run_with_cache + sweeps; ours: ActivationPatcher construction + sweeps",
+            "timing": "each reference sweep runs between two runs of ours; ours is the faster of the two",
         },
         "ours_without_skipping_unchanged": {
             "ours_s": round(plain_s, 3),
