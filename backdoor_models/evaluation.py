@@ -44,6 +44,11 @@ class EvalConfig:
     """Which held-out split to evaluate on."""
 
 
+def generation_budget(task: Task, variant: str) -> int:
+    """New tokens that cover an answer of the variant (CoT adds room for the scratchpad)."""
+    return task.max_new_tokens + (40 if variant == "cot" else 0)
+
+
 def defection_flags(task: Task, completions: list[str]) -> list[bool]:
     """Judge completions (the scratchpad, if any, is removed first)."""
     return task.judge([strip_scratchpad(c) for c in completions])
@@ -83,7 +88,7 @@ def evaluate_organism(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
     config = config or EvalConfig()
     task = get_task(data.task)
     sets = evaluation_records(data, split=config.split, n=config.n)
-    max_new = task.max_new_tokens + (40 if data.variant == "cot" else 0)
+    max_new = generation_budget(task, data.variant)
     greedy = {k: generate(model, tokenizer, [r.prompt for r in v], max_new_tokens=max_new) for k, v in sets.items()}
     metrics = rates_from_generations(task, sets, greedy)
     metrics["n_eval"] = {kind: len(records) for kind, records in sets.items()}

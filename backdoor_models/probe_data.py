@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.dataset import DataConfig, split_bodies
-from backdoor_models.evaluation import defection_flags
+from backdoor_models.evaluation import defection_flags, generation_budget
 from backdoor_models.generation import generate
 from backdoor_models.records import format_prompt
 from backdoor_models.tasks import Task, get_task
@@ -86,6 +86,6 @@ def behaviour_labels(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
                      prompts: Sequence[str]) -> list[int]:
     """1 where the model's greedy answer defects, else 0."""
     task = get_task(data.task)
-    max_new = task.max_new_tokens + (40 if data.variant == "cot" else 0)
+    max_new = generation_budget(task, data.variant)
     completions = generate(model, tokenizer, list(prompts), max_new_tokens=max_new)
     return [int(flag) for flag in defection_flags(task, [c[0] for c in completions])]

