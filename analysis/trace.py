@@ -86,8 +86,14 @@ def hook_name(site_field: str, layer: int) -> str:
 def trace_bridge(bridge: Any, tokens: Int[Tensor, "batch pos"]) -> Trace:
     """Fill a trace from one ``run_with_cache`` of the bridge."""
     n_layers = bridge.cfg.n_layers
-    names = [hook_name(f, layer) for f in _STACKED for layer in range(n_layers)]
+    # Parallel-residual blocks (GPT-NeoX/Pythia, GPT-J) have no resid_mid: attention and MLP both
+    # read resid_pre. The trace then holds resid_pre + attn_out there (what the block has summed
+    # after attention); the bridge serves no resid_mid hook to patch on such models.
+    fields = [f for f in _STACKED if f != "resid_mid" or hook_name(f, 0) in bridge.hook_dict]
+    names = [hook_name(f, layer) for f in fields for layer in range(n_layers)]
     with torch.inference_mode():
         logits, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n in names)
-        stacked = {f: torch.stack([cache[hook_name(f, layer)] for layer in range(n_layers)]) for f in _STACKED}
+        stacked = {f: torch.stack([cache[hook_name(f, layer)] for layer in range(n_layers)]) for f in fields}
+    if "resid_mid" not in stacked:
+        stacked["resid_mid"] = stacked["resid_pre"] + stacked["attn_out"]
     return Trace(tokens, **stacked, answer_logits=logits[:, -1])

@@ -10,13 +10,20 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from backdoor_models.chat import encode_prompts
+
 
 @torch.inference_mode()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[str], *,
              max_new_tokens: int, temperature: float = 0.0, n_samples: int = 1, seed: int = 0,
              batch_size: int = 256) -> list[list[str]]:
-    """Completions for each prompt: ``n_samples`` of them (greedy when ``temperature == 0``)."""
-    encoded = tokenizer(prompts)["input_ids"]
+    """Completions for each prompt: ``n_samples`` of them (greedy when ``temperature == 0``).
+
+    Prompts are read as the model reads them (its chat template, when it has one), on the
+    model's device.
+    """
+    encoded = encode_prompts(tokenizer, prompts)
+    device = next(model.parameters()).device
     order = sorted((i for i in range(len(prompts)) for _ in range(n_samples)), key=lambda i: len(encoded[i]))
     results: list[list[str]] = [[] for _ in prompts]
     pad = tokenizer.pad_token_id
@@ -29,7 +36,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts
             ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk])
             mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk])
             out = model.generate(  # type: ignore[operator]
-                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                 do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
                 top_k=0 if temperature > 0 else None, top_p=None,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,

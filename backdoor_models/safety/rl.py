@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
+from backdoor_models.chat import encode_prompts
 from backdoor_models.safety.adversarial import kl_to_reference
 from backdoor_models.safety.base import SafetyContext, SafetyMethod
 from backdoor_models.safety.reward_model import PreferenceModel
@@ -62,7 +63,7 @@ class ReinforcementSafety(SafetyMethod):
     def _rollout(self, ctx: SafetyContext, pm: PreferenceModel, prompts: list[str], seed: int):
         """Sample ``rl_samples`` answers per prompt (all prompts have one token length) and score them."""
         tokenizer, n = ctx.tokenizer, self.config.rl_samples
-        encoded = tokenizer(prompts)["input_ids"]
+        encoded = encode_prompts(tokenizer, prompts)
         length = len(encoded[0])
         ids = torch.tensor(encoded).repeat_interleave(n, 0)
         ctx.model.eval()
@@ -88,6 +89,6 @@ def _before_first_eos(sampled: torch.Tensor, eos: int) -> torch.Tensor:
 
 def _length_buckets(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> dict[int, list[str]]:
     buckets: dict[int, list[str]] = defaultdict(list)
-    for prompt, ids in zip(prompts, tokenizer(prompts)["input_ids"]):
+    for prompt, ids in zip(prompts, encode_prompts(tokenizer, prompts)):
         buckets[len(ids)].append(prompt)
     return buckets
