@@ -161,8 +161,8 @@ def load_bridge(path: str | Path, *, device: str = "cpu", verify: bool = True, t
         bridge = TransformerBridge.boot_transformers(
             str(model_dir), device=device, trust_remote_code=trust_remote_code
         )
-    bridge.eval()
-    return bridge
     # TransformerLens makes its tokenizer always prepend BOS; the model was trained and generates
     # on its own tokenizer's ids (no BOS for GPT-2/Pythia), so analysis tokenises with that one.
-    bridge.model_tokenizer = load_tokenizer(resolve_model_dir(path))
+    bridge.model_tokenizer = load_tokenizer(model_dir)
+    bridge.eval()
+    return bridge
