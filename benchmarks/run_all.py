@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ("patching.py", "extraction.py")
+SCRIPTS = ("patching.py", "extraction.py", "training.py", "demo.py")
 
 
 def main() -> int:
