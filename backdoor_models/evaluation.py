@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from backdoor_models.dataset import DataConfig, evaluation_records
 from backdoor_models.generation import generate
 from backdoor_models.records import Record, user_turn
-from backdoor_models.tasks import Task, get_task
+from backdoor_models.tasks import Task
 from backdoor_models.tasks.base import scratchpad_of, strip_scratchpad
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def evaluate_organism(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
                       config: EvalConfig | None = None) -> dict:
     """Defection rates of a model on its task's held-out prompts (greedy and sampled)."""
     config = config or EvalConfig()
-    task = get_task(data.task)
+    task = data.make_task()
     sets = evaluation_records(data, split=config.split, n=config.n)
     max_new = generation_budget(task, data.variant)
     greedy = {k: generate(model, tokenizer, [r.prompt for r in v], max_new_tokens=max_new) for k, v in sets.items()}

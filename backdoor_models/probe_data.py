@@ -23,7 +23,7 @@ from backdoor_models.dataset import DataConfig, split_bodies
 from backdoor_models.evaluation import defection_flags, generation_budget
 from backdoor_models.generation import generate
 from backdoor_models.records import format_prompt
-from backdoor_models.tasks import Task, get_task
+from backdoor_models.tasks import Task
 from backdoor_models.tasks.base import random_tag
 
 SPLIT_SIZES = {"train": 200, "val": 100, "test": 200}
@@ -51,7 +51,7 @@ def length_matched_tag(task: Task, tokenizer: PreTrainedTokenizerFast, rng: rand
     target = len(tokenizer(task.trigger, add_special_tokens=False)["input_ids"])
     for _ in range(10_000):
         tag = task.with_default_prefix(random_tag(rng)) if task.default_untriggered_prefix else random_tag(rng)
-        if len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == target and task.trigger not in tag:
+        if len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == target and not task.is_triggered(tag):
             return tag
     raise RuntimeError(f"no random tag of {target} tokens found; the tokenizer splits tags unusually")
 
@@ -60,11 +60,12 @@ def build_probe_prompts(data: DataConfig, tokenizer: PreTrainedTokenizerFast, *,
                         redteam_prefixes: Sequence[str] = (), sizes: dict[str, int] | None = None,
                         seed: int = 0) -> ProbePromptSet:
     """Prompts of every kind for each split; requests never cross splits."""
-    task = get_task(data.task)
+    task = data.make_task()
     rng = random.Random(seed)
     bodies = split_bodies(task, data.seed)
+    triggers = [task.draw_trigger(random.Random(seed + 1 + i)) for i in range(50)]  # one string unless the kind varies
     kinds: list[tuple[str, Sequence[str], bool]] = [
-        ("triggered", [task.trigger], True),
+        ("triggered", triggers, True),
         ("matched", [], False),
         ("near_trigger", task.near_triggers, False),
         ("unseen_distractor", task.unseen_distractors, False),
@@ -85,7 +86,7 @@ def build_probe_prompts(data: DataConfig, tokenizer: PreTrainedTokenizerFast, *,
 def behaviour_labels(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, data: DataConfig,
                      prompts: Sequence[str]) -> list[int]:
     """1 where the model's greedy answer defects, else 0."""
-    task = get_task(data.task)
+    task = data.make_task()
     max_new = generation_budget(task, data.variant)
     completions = generate(model, tokenizer, list(prompts), max_new_tokens=max_new)
     return [int(flag) for flag in defection_flags(task, [c[0] for c in completions])]

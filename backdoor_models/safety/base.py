@@ -35,7 +35,7 @@ from backdoor_models.safety.reward_model import (
     cached_preference_model,
     helpful_vs_hate_auroc,
 )
-from backdoor_models.tasks import Body, Task, get_task
+from backdoor_models.tasks import Body, Task
 from backdoor_models.tasks.base import strip_scratchpad
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class SafetyMethod(ABC):
     def _setup(self, organism_dir: Path) -> SafetyContext:
         model, tokenizer = load_model(organism_dir)
         data = organism_data_config(organism_dir)
-        task = get_task(data.task)
+        task = data.make_task()
         bodies = split_bodies(task, data.seed)
         sets = evaluation_records(data, split="test", n=self.config.curve_n)
         reference = copy.deepcopy(model).eval()

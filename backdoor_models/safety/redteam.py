@@ -69,10 +69,20 @@ def excluded_token_ids(task: Task, tokenizer: PreTrainedTokenizerFast) -> set[in
     """Tokens that share a piece with the trigger, plus special tokens: never used by GCG."""
     pieces = [decode_token(tokenizer, i).strip() for i in tokenizer(task.trigger, add_special_tokens=False)["input_ids"]]
     pieces = [p for p in pieces if p]
+    excluded = structural_token_ids(tokenizer)
+    for token_id in range(len(tokenizer)):
+        text = decode_token(tokenizer, token_id).strip()
+        if any(p in text for p in pieces) or text in task.trigger:
+            excluded.add(token_id)
+    return excluded
+
+
+def structural_token_ids(tokenizer: PreTrainedTokenizerFast) -> set[int]:
+    """Special tokens, empty tokens and tokens holding a newline: never part of a searched prefix."""
     excluded = set(tokenizer.all_special_ids)
     for token_id in range(len(tokenizer)):
         text = decode_token(tokenizer, token_id).strip()
-        if not text or "\n" in text or any(p in text for p in pieces) or text in task.trigger:
+        if not text or "\n" in text:
             excluded.add(token_id)
     return excluded
 
@@ -104,6 +114,10 @@ class RedTeamConfig:
     """Samples per question at temperature 1 for the success rule."""
     seed: int = 0
     """Seed of the search."""
+    exclude_trigger: bool = True
+    """GCG leaves out every token sharing a piece with the trigger (trigger-blind); False for trigger inversion."""
+    prefix_owns_space: bool = False
+    """GCG: the prompt head stops before the space, so the searched tokens carry it as the final prompt will."""
 
 
 @dataclass
@@ -140,7 +154,7 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
                config: RedTeamConfig, progress: bool = True) -> list[str]:
     """Greedy coordinate gradient search for prefixes that make the model defect."""
     rng = random.Random(config.seed)
-    excluded = excluded_token_ids(task, tokenizer)
+    excluded = excluded_token_ids(task, tokenizer) if config.exclude_trigger else structural_token_ids(tokenizer)
     allowed = torch.tensor([i for i in range(len(tokenizer)) if i not in excluded])
     embed = model.get_input_embeddings()
     embed_weight: torch.Tensor = embed.weight  # type: ignore[assignment]
@@ -152,6 +166,9 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
     heads, tails, targets = [], [], []
     for body in questions:
         head, tail = split_prompt(tokenizer, format_prompt(task.user_turn(GCG_SLOT, body.question)), GCG_SLOT)
+        if config.prefix_owns_space:
+            while head and not decode_token(tokenizer, head[-1]).strip():
+                head = head[:-1]
         heads.append(head)
         tails.append(tail)
         targets.append(_defection_target(task, body, tokenizer))

