@@ -158,11 +158,20 @@ def make_pair(
     different lengths (the message shows both token splits).
     """
     if trigger not in prompt:
-        raise PairError(f"trigger {trigger!r} does not occur in the prompt {prompt[:80]!r}")
+        raise PairError(f"trigger {trigger!r} does not occur in the prompt {prompt[:80]!r}; pass a prompt that "
+                        "contains the trigger (the clean, triggered prompt) or the trigger string it holds")
     if trigger == replacement:
         raise PairError("replacement equals the trigger; choose a non-trigger span")
     corrupted = prompt.replace(trigger, replacement)
     clean_ids, corrupted_ids = _encode(tokenizer, prompt), _encode(tokenizer, corrupted)
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if clean_ids == corrupted_ids or (unknown is not None and unknown in _encode(tokenizer, trigger)):
+        raise PairError(
+            f"this tokenizer cannot represent the trigger {trigger!r} (it becomes "
+            f"{[tokenizer.decode([i]) for i in tokenizer(trigger, add_special_tokens=False)['input_ids']]}), so "
+            "the triggered and trigger-free prompts are not told apart; use the model's own tokenizer, or a "
+            "trigger made of text it can encode"
+        )
     if len(clean_ids) != len(corrupted_ids):
         split = [tokenizer.decode([i]) for i in tokenizer(trigger, add_special_tokens=False)["input_ids"]]
         resplit = [tokenizer.decode([i]) for i in tokenizer(replacement, add_special_tokens=False)["input_ids"]]

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from backdoor_models.errors import RunDirectoryError
+
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
@@ -72,3 +74,19 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def inside(root: str | Path, relative: str, *, what: str) -> Path:
+    """``root / relative``, refusing a path that is absolute or climbs out of ``root``.
+
+    Paths read from a manifest, an index or a config are data, and data can be hostile.
+    """
+    root = Path(root)
+    candidate = Path(relative)
+    if candidate.is_absolute() or ".." in candidate.parts or not (root / candidate).resolve().is_relative_to(
+            root.resolve()):
+        raise RunDirectoryError(
+            f"{what} {relative!r} points outside {root}; refusing to read it — "
+            "the directory was tampered with: restore it or regenerate it"
+        )
+    return root / candidate

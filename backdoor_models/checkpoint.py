@@ -20,8 +20,11 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return tensors, {"param_groups": state["param_groups"]}
 
 
-def save_checkpoint(directory: Path, *, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, sampler: torch.Generator, extra: dict | None = None) -> None:
+FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
+
+
+def save_checkpoint(directory: Path, *, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    sampler: torch.Generator | None, extra: dict | None = None) -> None:
     """Write the checkpoint to a temp directory, then swap it in with one rename."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
@@ -29,7 +32,8 @@ def save_checkpoint(directory: Path, *, step: int, model: torch.nn.Module,
     tmp.mkdir(parents=True)
     save_model(model, str(tmp / "model.safetensors"))  # handles tied embeddings
     tensors, groups = _optimizer_tensors(optimizer)
-    tensors["sampler_state"] = sampler.get_state()
+    if sampler is not None:
+        tensors["sampler_state"] = sampler.get_state()
     save_file(tensors, tmp / "optimizer.safetensors")
     write_json(tmp / "state.json", {"step": step, **groups, **(extra or {})})
     old = directory.with_name(directory.name + ".old")
@@ -41,12 +45,14 @@ def save_checkpoint(directory: Path, *, step: int, model: torch.nn.Module,
 
 
 def load_checkpoint(directory: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    sampler: torch.Generator) -> dict:
+                    sampler: torch.Generator | None) -> dict:
     """Restore model, optimizer and sampler in place; return the saved state (with ``step``)."""
     directory = Path(directory)
     load_model(model, str(directory / "model.safetensors"))
     tensors = load_file(directory / "optimizer.safetensors")
-    sampler.set_state(tensors.pop("sampler_state"))
+    sampler_state = tensors.pop("sampler_state", None)
+    if sampler is not None and sampler_state is not None:
+        sampler.set_state(sampler_state)
     state = read_json(directory / "state.json")
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
@@ -63,3 +69,19 @@ def find_checkpoint(directory: Path) -> Path | None:
         if (candidate / "state.json").is_file():
             return candidate
     return None
+
+
+def remove_checkpoint(directory: Path) -> None:
+    """Delete a checkpoint (and its half-written or previous copy): only the files it wrote.
+
+    Anything else a user keeps there survives; a directory left empty is removed.
+    """
+    directory = Path(directory)
+    for candidate in (directory, directory.with_name(directory.name + ".tmp"),
+                      directory.with_name(directory.name + ".old")):
+        for name in FILES:
+            (candidate / name).unlink(missing_ok=True)
+            for leftover in candidate.glob(f".{name}.*.tmp"):  # an atomic write cut short
+                leftover.unlink()
+        if candidate.is_dir() and not any(candidate.iterdir()):
+            candidate.rmdir()

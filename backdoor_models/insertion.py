@@ -32,6 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models import distributed, lm_training
 from backdoor_models.artifacts import write_json
+from backdoor_models.checkpoint import remove_checkpoint
 from backdoor_models.dataset import (
     DataConfig,
     build_training_records,
@@ -254,7 +255,7 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
         data=describe(records), trigger_tokens=len(tokenizer(data_config.make_task().trigger, add_special_tokens=False)["input_ids"]),
     )
     write_json(out_dir / "metrics.json", metrics)
-    shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
+    remove_checkpoint(out_dir / "checkpoint")  # only the checkpoint's own files: never a user's
     write_manifest(out_dir, config=asdict(config), kind="organism", trigger=data_config.make_task().trigger_manifest(),
                    eval_config=asdict(eval_config or EvalConfig()), torch_threads=torch.get_num_threads())
     return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics=metrics)

@@ -187,11 +187,14 @@ LossFn = Callable[[PreTrainedModel, Tensor, Tensor, Tensor, Tensor], Tensor]
 def train(model: PreTrainedModel, data: list[Encoded] | Mixture, optim: OptimConfig, *, pad_id: int,
           checkpoint_dir: Path | None = None, resume: bool = False, desc: str = "training",
           loss_fn: LossFn | None = None, on_step: Callable[[int, float], None] | None = None,
+          extra_state: Callable[[], dict] | None = None, on_resume: Callable[[dict], None] | None = None,
           progress: bool = True) -> dict:
     """Train ``model`` in place; return ``{"steps", "seconds", "final_loss", "tokens"}``.
 
     ``data`` is one dataset (batches of ``optim.batch_size``) or a :class:`Mixture`;
     ``loss_fn`` replaces the completion loss (e.g. to add a KL penalty on some rows).
+    ``extra_state()`` (JSON data, e.g. curves recorded by ``on_step``) is saved with each
+    checkpoint and handed back to ``on_resume`` when training resumes from it.
 
     Under ``torchrun`` (see :mod:`backdoor_models.distributed`) each process trains on its
     slice of every global batch through ``DistributedDataParallel``; only rank 0 checkpoints.
@@ -211,7 +214,10 @@ def train(model: PreTrainedModel, data: list[Encoded] | Mixture, optim: OptimCon
     sampler = torch.Generator().manual_seed(optim.seed)
     start = 0
     if resume and checkpoint_dir is not None and (found := find_checkpoint(checkpoint_dir)):
-        start = load_checkpoint(found, model=model, optimizer=optimizer, sampler=sampler)["step"]
+        state = load_checkpoint(found, model=model, optimizer=optimizer, sampler=sampler)
+        start = state["step"]
+        if on_resume is not None:
+            on_resume(state.get("extra", {}))
         log.info("resumed %s from step %d (%s)", desc, start, found)
     began, tokens, loss_value = time.perf_counter(), 0, float("nan")
     bar = tqdm(range(start, optim.steps), desc=desc, disable=not progress, leave=False)
@@ -238,6 +244,7 @@ def train(model: PreTrainedModel, data: list[Encoded] | Mixture, optim: OptimCon
         done = step + 1
         if (checkpoint_dir is not None and optim.checkpoint_every and done % optim.checkpoint_every == 0
                 and done < optim.steps and distributed.is_main()):
-            save_checkpoint(checkpoint_dir, step=done, model=model, optimizer=optimizer, sampler=sampler)
+            save_checkpoint(checkpoint_dir, step=done, model=model, optimizer=optimizer, sampler=sampler,
+                            extra={"extra": extra_state()} if extra_state is not None else None)
     model.eval()
     return {"steps": optim.steps, "seconds": time.perf_counter() - began, "final_loss": loss_value, "tokens": tokens}

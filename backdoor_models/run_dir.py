@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
-from backdoor_models.artifacts import read_json, sha256_file, write_json
+from backdoor_models.artifacts import inside, read_json, sha256_file, write_json
 from backdoor_models.dataset import DataConfig
 from backdoor_models.errors import RunDirectoryError
 from backdoor_models.provenance import git_revision, package_versions
@@ -77,7 +78,7 @@ def verify_artifacts(run_dir: str | Path, manifest: dict, *, under: str = "") ->
     for relative, expected in manifest.get("artifacts", {}).items():
         if not relative.startswith(under):
             continue
-        path = run_dir / relative
+        path = inside(run_dir, relative, what=f"artifact listed in {MANIFEST}")
         if not path.is_file():
             raise RunDirectoryError(
                 f"{path} is listed in {MANIFEST} but missing; the run directory is incomplete — "
@@ -88,6 +89,26 @@ def verify_artifacts(run_dir: str | Path, manifest: dict, *, under: str = "") ->
                 f"{path} does not match the sha256 in {MANIFEST} (tampered or truncated); "
                 "refusing to load it — restore the file or retrain"
             )
+
+
+def read_artifact_json(run_dir: str | Path, relative: str) -> Any:
+    """Read a JSON artifact of a run directory (e.g. ``metrics.json``), checked against the manifest.
+
+    A file the manifest lists must still have its recorded sha256; one it does not list
+    (or a directory without a manifest) is read as it is.
+    """
+    run_dir = Path(run_dir)
+    path = inside(run_dir, relative, what="artifact")
+    if (run_dir / MANIFEST).is_file():
+        artifacts = read_manifest(run_dir).get("artifacts", {})
+        if relative in artifacts:
+            verify_artifacts(run_dir, {"artifacts": {relative: artifacts[relative]}})
+    if not path.is_file():
+        raise RunDirectoryError(f"{path} is missing; pass a complete run directory or rerun the step that writes it")
+    try:
+        return read_json(path)
+    except ValueError as err:
+        raise RunDirectoryError(f"{path} is not valid JSON ({err}); restore it or rerun the step that writes it") from None
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -126,10 +147,11 @@ def load_model(
     A run directory's hashes are checked first. ``trust_remote_code`` stays off unless the
     caller turns it on: these models are untrusted by definition.
     """
+    path = Path(path)
+    run_dir = path if (path / MODEL).is_dir() else path.parent
+    if verify and path.is_dir() and (run_dir / MANIFEST).is_file():  # before anything is read: a deleted
+        verify_artifacts(run_dir, read_manifest(run_dir), under=MODEL + "/")  # config.json is named too
     model_dir = resolve_model_dir(path)
-    run_dir = model_dir.parent
-    if verify and (run_dir / MANIFEST).is_file():
-        verify_artifacts(run_dir, read_manifest(run_dir), under=MODEL + "/")
     if trust_remote_code:
         log.warning("trust_remote_code is ON: the model directory may run arbitrary code")
     tokenizer = load_tokenizer(model_dir)
@@ -137,7 +159,7 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(
             str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:  # a truncated or garbled file, named
         raise RunDirectoryError(
             f"could not load the model in {model_dir}: {err}. The directory must hold "
             "config.json and model.safetensors (pickle checkpoints are refused)"
@@ -149,21 +171,23 @@ def load_model(
 def load_bridge(path: str | Path, *, device: str = "cpu", verify: bool = True, trust_remote_code: bool = False):
     """Boot a TransformerLens ``TransformerBridge`` on an organism, in eval mode.
 
+    The HF model is loaded by :func:`load_model` (hashes checked, safetensors only, so a
+    directory holding only a pickle checkpoint is refused) and handed to the bridge.
+
     >>> bridge = load_bridge(run_dir)  # doctest: +SKIP
     >>> logits, cache = bridge.run_with_cache(tokens, names_filter="blocks.0.hook_resid_post")  # doctest: +SKIP
     """
     from transformer_lens.model_bridge import TransformerBridge
 
-    model_dir = resolve_model_dir(path)
-    if verify and (model_dir.parent / MANIFEST).is_file():
-        verify_artifacts(model_dir.parent, read_manifest(model_dir.parent), under=MODEL + "/")
-    load_tokenizer(model_dir)  # clear error if the tokenizer is missing
+    model, tokenizer = load_model(path, verify=verify, trust_remote_code=trust_remote_code)
+    model.to(torch.device(device))  # type: ignore[arg-type]  # the bridge leaves a model it is handed where it is
     with torch.random.fork_rng(devices=[]):
         bridge = TransformerBridge.boot_transformers(
-            str(model_dir), device=device, trust_remote_code=trust_remote_code
+            str(resolve_model_dir(path)), device=device, hf_model=model, tokenizer=tokenizer,
+            trust_remote_code=trust_remote_code,
         )
     # TransformerLens makes its tokenizer always prepend BOS; the model was trained and generates
     # on its own tokenizer's ids (no BOS for GPT-2/Pythia), so analysis tokenises with that one.
-    bridge.model_tokenizer = load_tokenizer(model_dir)
+    bridge.model_tokenizer = tokenizer
     bridge.eval()
     return bridge

@@ -27,7 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from backdoor_models.artifacts import atomic_open, read_json, write_json
+from backdoor_models.artifacts import atomic_open, inside, read_json, write_json
 from backdoor_models.chat import encode_prompts
 from probes.errors import ProbeInputError
 from probes.sites import PER_HEAD, Site, make_sites
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 INDEX = "index.json"
+TOKENIZE_CHUNK = 1024
+"""Prompts tokenised per call (bounds the tokenizer's transient memory)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +168,8 @@ def load_activations(shard_dir: str | Path) -> Activations:
     if not index_path.is_file():
         raise ProbeInputError(f"{shard_dir} has no {INDEX}; pass a directory written by extract()")
     meta = read_json(index_path)
+    for name in meta["shard_files"]:
+        inside(shard_dir, name, what=f"shard listed in {INDEX}")
     return Activations(
         sites=tuple(Site.from_key(k) for k in meta["sites"]),
         n=meta["n"],
@@ -188,7 +192,10 @@ def tokenize_prompts(bridge: Any, prompts: Sequence[str] | Sequence[Sequence[int
         if bridge.tokenizer is None:
             raise ProbeInputError("the bridge has no tokenizer; pass token id lists instead of strings")
         tokenizer = getattr(bridge, "model_tokenizer", None) or bridge.tokenizer  # the model's own (load_bridge)
-        ids = encode_prompts(tokenizer, [str(p) for p in prompts])
+        # In chunks: a fast tokenizer's batch output holds ~4 KB per prompt (offsets, token
+        # strings) until it is dropped, which is 80 MB at 20,000 prompts; the ids are ~0.3 KB.
+        ids = [row for start in range(0, len(prompts), TOKENIZE_CHUNK)
+               for row in encode_prompts(tokenizer, [str(p) for p in prompts[start : start + TOKENIZE_CHUNK]])]
     elif any(isinstance(p, str) for p in prompts):
         raise ProbeInputError("prompts mix strings and token lists; pass one kind")
     else:
@@ -356,7 +363,9 @@ def extract(
                 rows = list(range(start, min(n, start + chunk)))
                 if config.sort_by_length:
                     rows.sort(key=lambda i: lengths[i])
-                buffer = {s.key: torch.empty((len(rows), d), dtype=store_dtype) for s in site_list}
+                # In memory the one chunk is every prompt: write straight into the result (no second copy).
+                buffer = ({s.key: torch.empty((len(rows), d), dtype=store_dtype) for s in site_list}
+                          if stream else result)
                 for batch in _batches(rows, config.batch_size):
                     tokens, mask = pad_batch([ids[i] for i in batch], side=config.padding_side, pad_id=pad_id)
                     offsets = tokens.shape[1] - mask.sum(1) if config.padding_side == "left" else 0
@@ -381,9 +390,6 @@ def extract(
                     with atomic_open(Path(config.shard_dir) / name, "wb") as handle:
                         handle.write(safetensors_bytes({k: v.contiguous() for k, v in buffer.items()}))
                     shard_files.append(name)
-                else:
-                    for key, value in buffer.items():
-                        result[key][start : start + len(rows)] = value
     finally:
         bar.close()
         if needs_heads and not had_heads:

