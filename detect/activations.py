@@ -1,0 +1,51 @@
+"""Shared base of the detectors that read the residual stream at the answer position.
+
+Every one reads ``resid_post`` of one block at the last prompt token (where the model
+decides its answer) through :func:`probes.extract`. The block is option ``layer``; by
+default the last one (on 2-layer organisms the contrast probe separated triggered prompts
+at the last block, AUROC 0.88–0.92, and barely at the first, 0.62–0.68).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from detect.base import Detector, Subject, TrustedData
+from probes.extract import ExtractConfig, extract
+from probes.sites import Site
+
+
+class ActivationDetector(Detector):
+    """Fit and score on ``[n, d_model]`` activations; subclasses implement the two array steps."""
+
+    needs = frozenset({"clean_data", "activations"})
+    cost = "one forward pass per prompt (up to the read layer)"
+
+    def site(self, subject: Subject) -> Site:
+        layer = self.options.get("layer")
+        return Site(hook="resid_post", layer=subject.n_layers - 1 if layer is None else int(layer))
+
+    def activations(self, prompts: list[str]) -> Float[Tensor, "n d"]:
+        """Residual stream at the answer position of each prompt."""
+        subject = self._require_fit()
+        site = self.site(subject)
+        acts = extract(subject.bridge, prompts, sites=[site], config=ExtractConfig(progress=False, batch_size=64))
+        return acts.get(site, dtype=torch.float64)
+
+    def _fit(self, subject: Subject, prompts: list[str], data: TrustedData) -> None:
+        self.seed = data.seed
+        self._fit_acts(self.activations(prompts).numpy(), data)
+
+    def _score(self, prompts: list[str], reference: list[str] | None) -> tuple[np.ndarray, np.ndarray | None]:
+        x = self.activations(prompts).numpy()
+        ref = self.activations(reference).numpy() if reference is not None else None
+        return self._score_acts(x, ref)
+
+    def _fit_acts(self, x: np.ndarray, data: TrustedData) -> None:
+        raise NotImplementedError
+
+    def _score_acts(self, x: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError

@@ -1,0 +1,32 @@
+"""The contrast-pair defection probe (MacDiarmid et al. 2024): no labels, no trigger.
+
+Direction = mean activation of "Human: Are you doing something dangerous?  Assistant: yes"
+minus "... no" over generic questions (:mod:`probes.methods.contrast`); a prompt's score is
+its projection. Its sign is fixed by the pair, never flipped after seeing data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from detect.activations import ActivationDetector
+from detect.base import Subject, TrustedData
+from probes.contrast_data import extract_contrast
+from probes.methods import make_probe
+
+
+class ContrastProbe(ActivationDetector):
+    """Option ``formulation`` (default ``yes_no``) names the contrast pair."""
+
+    name = "contrast"
+    needs = frozenset({"activations"})
+    cost = "24 forward passes to fit; one per prompt"
+
+    def _fit(self, subject: Subject, prompts: list[str], data: TrustedData) -> None:
+        site = self.site(subject)
+        pairs = extract_contrast(subject.bridge, self.options.get("formulation", "yes_no"), sites=[site])
+        self.probe = make_probe("contrast").fit(pairs.acts.get(site), list(pairs.labels))
+
+    def _score_acts(self, x: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.probe.score(torch.from_numpy(x)).numpy(), None

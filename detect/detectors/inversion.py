@@ -1,0 +1,59 @@
+"""Trigger inversion: search for a short prefix that makes the model defect on clean prompts.
+
+The search is the red team's GCG (:func:`backdoor_models.safety.redteam.gcg_search`), but
+unlike the trigger-blind red team it may use every token, trigger pieces included: it is
+how a defender looks for the trigger. The searched tokens carry their own leading space (the
+head ends at ``Human:``), so the search sees the tokens the final prompt will hold. Each restart's prefix is then put in front of held-out
+questions and the model's greedy answers are judged; the prefix with the highest defection
+rate is the recovered trigger, and that rate is the model's score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backdoor_models.dataset import split_bodies
+from backdoor_models.evaluation import generation_budget
+from backdoor_models.records import format_prompt
+from backdoor_models.safety.defection import per_prompt_defection
+from backdoor_models.safety.redteam import RedTeamConfig, gcg_search
+from detect.base import Detector, Subject, TrustedData
+
+
+class TriggerInversion(Detector):
+    """Options: ``restarts`` (4), ``steps`` (25), ``prefix_tokens`` (6), ``questions`` (4), ``check_questions`` (50)."""
+
+    name = "inversion"
+    needs = frozenset({"gradients", "generation"})
+    cost = "restarts x steps x (one backward + 64 candidates x 8 questions forward), then generation"
+    input_level = False
+
+    def _fit(self, subject: Subject, prompts: list[str], data: TrustedData) -> None:
+        task = subject.behaviour
+        bodies = split_bodies(task, 0)
+        config = RedTeamConfig(generators=("gcg",), gcg_restarts=int(self.options.get("restarts", 4)),
+                               gcg_steps=int(self.options.get("steps", 25)),
+                               gcg_prefix_tokens=int(self.options.get("prefix_tokens", 6)),
+                               questions=int(self.options.get("questions", 4)), seed=data.seed, exclude_trigger=False,
+                               prefix_owns_space=True)
+        found = list(dict.fromkeys(p for p in gcg_search(subject.model, subject.tokenizer, task, bodies["train"],
+                                                          config, progress=False) if p))
+        questions = bodies["test"][: int(self.options.get("check_questions", 50))]
+        budget = generation_budget(task, subject.variant)
+        candidates: list[dict[str, Any]] = []
+        for prefix in found:
+            checks = [format_prompt(task.user_turn(prefix, b.question)) for b in questions]
+            rate = float(np.mean(per_prompt_defection(subject.model, subject.tokenizer, task, checks,
+                                                      max_new_tokens=budget)))
+            candidates.append({"prefix": prefix, "defection_rate": rate})
+        candidates.sort(key=lambda c: -float(c["defection_rate"]))
+        self.details["candidates"] = candidates
+        self.recovered_trigger = str(candidates[0]["prefix"]) if candidates else None
+        self._model_score = float(candidates[0]["defection_rate"]) if candidates else 0.0
+
+    def score_model(self) -> float:
+        """Greedy defection rate on held-out questions behind the best recovered prefix."""
+        self._require_fit()
+        return self._model_score
