@@ -29,6 +29,7 @@ from backdoor_models.models import build_model
 from backdoor_models.records import read_records
 from backdoor_models.run_dir import load_bridge, load_model, save_model, write_manifest
 from backdoor_models.safety import SafetyConfig
+from detect.detectors import make_detector
 from probes.errors import ProbeInputError
 from probes.extract import extract
 from probes.io import load_probe, save_probe
@@ -209,6 +210,13 @@ CASES = [
          r"unknown safety method 'prayer'", r"choose one of: adversarial, rl, sft"),
     Case("toml-unknown-safety-method", lambda e: load_config(e.toml("safety_method = 'prayer'\n")),
          UnknownNameError, r"unknown safety method 'prayer'", r"choose one of: adversarial, rl, sft"),
+    Case("unknown-detector", lambda e: make_detector("crystal-ball"), UnknownNameError,
+         r"unknown detector 'crystal-ball'", r"choose one of: attention, clustering, contrast"),
+    Case("cli-unknown-detector", cli("bench", "--zoo", "mini", "--detectors", "spectral,crystal-ball",
+                                     "--out", lambda e: str(e.tmp / "o")), None,
+         r"unknown detector 'crystal-ball'", r"choose one of: attention, clustering"),
+    Case("cli-unknown-zoo", cli("bench", "--zoo", "galaxy", "--out", lambda e: str(e.tmp / "o")), None,
+         r"unknown zoo 'galaxy'", r"choose one of: default, mini"),
     Case("unknown-probe", lambda e: make_probe("crystal-ball"), UnknownNameError,
          r"unknown probe method 'crystal-ball'", r"choose one of: contrast, lda, logistic, meandiff"),
     Case("cli-unknown-probe", cli("probe", "--method", "crystal-ball", "--model", lambda e: str(e.model_dir),
