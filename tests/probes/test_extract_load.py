@@ -1,6 +1,6 @@
 """Load: extracting 20,000 prompts streams to disk with bounded memory.
 
-The child process loads the tiny random model, warms up, records its peak RSS, then
+The child process loads the tiny random model, warms up, resets its RSS high-water mark, then
 extracts every whole-layer hook at every layer (10 sites of width 128) for 20,000 prompts.
 Streaming in shards of 1,024 prompts may add at most two shards (the buffer and its
 serialised bytes, 5 MiB each), the token ids of every prompt (~256 bytes each, 4.9 MiB)
@@ -23,7 +23,8 @@ import pytest
 N, SHARD, MIB = 20_000, 1024, 1 << 20
 
 CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
+    from pathlib import Path
     from backdoor_models.run_dir import load_bridge
     from probes.extract import ExtractConfig, extract, load_activations
 
@@ -32,10 +33,16 @@ CHILD = textwrap.dedent("""
     bridge = load_bridge(model_dir)
     prompts = [f"Human: What is {i} plus {i % 97}?\\n\\nAssistant:" for i in range(n)]
     extract(bridge, prompts[:256], hooks=hooks, config=ExtractConfig(progress=False, batch_size=64))  # warm up
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # Reset the RSS high-water mark (Linux: clear_refs "5"), so an earlier spike while
+    # loading libraries cannot hide the growth we measure (ru_maxrss never resets).
+    def high_water() -> int:
+        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+    Path("/proc/self/clear_refs").write_text("5")
+    before = high_water()
     acts = extract(bridge, prompts, hooks=hooks,
                    config=ExtractConfig(progress=False, batch_size=64, shard_dir=shard_dir, shard_size=shard))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = high_water()
     reread = load_activations(shard_dir) if shard_dir else acts
     last = reread.at("resid_post", 1)
     print(json.dumps({"before": before, "peak": peak, "sites": len(acts.sites), "d": acts.d, "n": acts.n,
