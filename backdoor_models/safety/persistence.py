@@ -28,7 +28,12 @@ RECIPES: dict[str, dict] = {
     "no-kl": {"kl_coef": 0.0},
     "lr-5e-4": {"lr": 5e-4},
 }
-"""Named variations of the default recipe (pretrain insertion, blind red team, KL 10, lr 1e-4)."""
+"""Named variations of the default recipe (pretrain insertion, blind red team, KL 10, lr 1e-4).
+
+Every key but ``insertion`` overrides a :class:`SafetyConfig` field."""
+
+ADVERSARIAL_ONLY = frozenset({"near-redteam", "no-kl", "lr-5e-4"})
+"""Recipes that only vary adversarial training, so the grid runs them for that method alone."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +63,7 @@ def _cells(grid: GridConfig):
         for variant in grid.variants:
             for recipe in grid.recipes:
                 for method in grid.methods:
-                    if recipe in ("near-redteam", "no-kl", "lr-5e-4") and method != "adversarial":
+                    if recipe in ADVERSARIAL_ONLY and method != "adversarial":
                         continue
                     for seed in grid.seeds:
                         yield size, variant, recipe, method, seed
@@ -79,7 +84,7 @@ def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True) ->
         cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
         if not (cell_dir / "metrics.json").is_file():
             safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n,
-                                  **{k: v for k, v in overrides.items() if k in ("redteam", "kl_coef", "lr")})
+                                  **{k: v for k, v in overrides.items() if k != "insertion"})
             started = time.perf_counter()
             get_method(method, safety, progress=progress).run(organism_dir, cell_dir, overwrite=True)
             log.info("cell %s done in %.0f s", cell_dir.name, time.perf_counter() - started)
