@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from backdoor_models.models import build_model
 from backdoor_models.run_dir import save_model
@@ -29,6 +30,21 @@ def seeded() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one thread (torch and BLAS), restoring the thread count afterwards.
+
+    Tiny models and regressions are as fast on one thread as on two and immune to
+    oversubscription when other jobs share the CPU (under contention two threads were 16x
+    slower). tests/detect and tests/probes use it for every test; others may ask for it.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

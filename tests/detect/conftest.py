@@ -16,12 +16,8 @@ from detect.zoo import ZOOS, adopt, build_zoo
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
+def _every_test_on_one_thread(one_thread):
+    """tests/conftest.py's ``one_thread`` for every test here."""
 
 
 @pytest.fixture(scope="session")
