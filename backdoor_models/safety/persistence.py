@@ -8,6 +8,7 @@ a near-trigger red team, no KL penalty), so a reader sees what persistence depen
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -82,15 +83,31 @@ def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True) ->
                             organism_dir, eval_config=EvalConfig(n=grid.eval_n, n_samples=0), overwrite=True,
                             progress=progress)
         cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
-        if not (cell_dir / "metrics.json").is_file():
-            safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n,
-                                  **{k: v for k, v in overrides.items() if k != "insertion"})
+        safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n,
+                              **{k: v for k, v in overrides.items() if k != "insertion"})
+        if not _finished_with(cell_dir, safety, method, organism_dir):
             started = time.perf_counter()
             get_method(method, safety, progress=progress).run(organism_dir, cell_dir, overwrite=True)
             log.info("cell %s done in %.0f s", cell_dir.name, time.perf_counter() - started)
         metrics = read_json(cell_dir / "metrics.json")
         rows.append(_row(grid, size, variant, recipe, method, seed, metrics))
     return rows
+
+
+def _finished_with(cell_dir: Path, safety: SafetyConfig, method: str, organism_dir: Path) -> bool:
+    """Is ``cell_dir`` a finished cell made by exactly this method, config and organism?
+
+    A cell left by an older default (say another learning rate) under the same name would
+    otherwise be reported as this recipe's result; such a cell is re-run instead."""
+    if not (cell_dir / "metrics.json").is_file():
+        return False
+    recorded = read_json(cell_dir / "manifest.json").get("config", {})
+    wanted = json.loads(json.dumps(asdict(safety)))
+    if (recorded.get("safety") == wanted and recorded.get("method") == method
+            and recorded.get("organism") == str(organism_dir.resolve())):
+        return True
+    log.warning("cell %s was made with another config; running it again", cell_dir.name)
+    return False
 
 
 def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, seed: int, m: dict) -> dict:
