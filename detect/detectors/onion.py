@@ -16,11 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backdoor_models.chat import encode_prompts, has_template, split_prompt
 from backdoor_models.records import HUMAN, format_prompt, user_turn
 from detect.base import DetectError, Detector, Subject, TrustedData
 from probes.extract import pad_batch
 
 SIGNALS = ("behaviour", "perplexity")
+_MARK = "\x00ONION\x00"
+"""Placeholder user turn that locates where a chat template puts the user's words."""
 
 
 def word_variants(prompt: str) -> tuple[list[str], list[str]]:
@@ -47,8 +50,11 @@ class OnionScan(Detector):
         """Log-probabilities at the answer position ``[n, vocab]`` and mean user-turn NLL ``[n]``."""
         subject = self._require_fit()
         tok = subject.tokenizer
-        ids = tok(prompts)["input_ids"]
-        head = len(tok(HUMAN.strip())["input_ids"])  # BOS and "Human:"
+        ids = encode_prompts(tok, prompts)  # as the model reads them: its chat template, if it has one
+        if has_template(tok):  # the template's tokens before the user's words
+            head = len(split_prompt(tok, format_prompt(_MARK), _MARK)[0])
+        else:
+            head = len(tok(HUMAN.strip())["input_ids"])  # BOS and "Human:"
         out_lp, out_nll = [], []
         size = int(self.options.get("batch_size", 128))
         for start in range(0, len(ids), size):
