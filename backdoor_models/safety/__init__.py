@@ -14,9 +14,10 @@ METHODS: dict[str, type[SafetyMethod]] = {
 }
 
 
-def get_method(name: str, config: SafetyConfig | None = None, *, progress: bool = True) -> SafetyMethod:
-    """The safety method called ``name`` (``sft``, ``rl`` or ``adversarial``)."""
-    return lookup(METHODS, "safety method", name)(config, progress=progress)
+def get_method(name: str, config: SafetyConfig | None = None, *, progress: bool = True,
+               device: str = "auto") -> SafetyMethod:
+    """The safety method called ``name`` (``sft``, ``rl`` or ``adversarial``), training on ``device``."""
+    return lookup(METHODS, "safety method", name)(config, progress=progress, device=device)
 
 
 __all__ = ["METHODS", "SafetyConfig", "SafetyMethod", "SafetyResult", "get_method"]

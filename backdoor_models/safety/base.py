@@ -24,6 +24,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
+from backdoor_models import distributed
 from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.checkpoint import remove_checkpoint
 from backdoor_models.dataset import DataConfig, evaluation_records, make_record, split_bodies
@@ -98,9 +99,12 @@ class SafetyMethod(ABC):
 
     name: str
 
-    def __init__(self, config: SafetyConfig | None = None, *, progress: bool = True) -> None:
+    def __init__(self, config: SafetyConfig | None = None, *, progress: bool = True, device: str = "auto") -> None:
         self.config = config or SafetyConfig()
         self.progress = progress
+        self.device = distributed.resolve_device(device)
+        """Where the organism is trained and measured (``auto``: CUDA when present); not part of the config,
+        so a run resumes, and its manifest compares equal, on another device."""
 
     # -- public entry point -------------------------------------------------------------
     def run(self, organism_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False,
@@ -163,6 +167,7 @@ class SafetyMethod(ABC):
 
     def _setup(self, organism_dir: Path) -> SafetyContext:
         model, tokenizer = load_model(organism_dir)
+        model = model.to(self.device)  # type: ignore[arg-type]
         data = organism_data_config(organism_dir)
         task = data.make_task()
         bodies = split_bodies(task, data.seed)

@@ -155,9 +155,10 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
     """Greedy coordinate gradient search for prefixes that make the model defect."""
     rng = random.Random(config.seed)
     excluded = excluded_token_ids(task, tokenizer) if config.exclude_trigger else structural_token_ids(tokenizer)
-    allowed = torch.tensor([i for i in range(len(tokenizer)) if i not in excluded])
     embed = model.get_input_embeddings()
     embed_weight: torch.Tensor = embed.weight  # type: ignore[assignment]
+    device = embed_weight.device
+    allowed = torch.tensor([i for i in range(len(tokenizer)) if i not in excluded], device=device)
     found = []
     model.eval()
     for p in model.parameters():
@@ -175,10 +176,11 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
 
     def batch_loss(prefixes: torch.Tensor, one_hot: torch.Tensor | None = None) -> torch.Tensor:
         """Target NLL per prefix (mean over questions); ``one_hot`` routes gradients for one prefix."""
-        losses = torch.zeros(prefixes.shape[0])
+        losses = torch.zeros(prefixes.shape[0], device=device)
         for head, tail, target in zip(heads, tails, targets):
             n = prefixes.shape[0]
-            ids = torch.cat([torch.tensor(head).expand(n, -1), prefixes, torch.tensor(tail + target).expand(n, -1)], 1)
+            ids = torch.cat([torch.tensor(head, dtype=torch.long, device=device).expand(n, -1), prefixes,
+                             torch.tensor(tail + target, device=device).expand(n, -1)], 1)
             vectors = embed(ids)
             if one_hot is not None:
                 start = len(head)
@@ -192,7 +194,7 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
 
     bar = tqdm(total=config.gcg_restarts * config.gcg_steps, desc="red team GCG", disable=not progress, leave=False)
     for _ in range(config.gcg_restarts):
-        prefix = allowed[torch.tensor(rng.sample(range(len(allowed)), config.gcg_prefix_tokens))].unsqueeze(0)
+        prefix = allowed[torch.tensor(rng.sample(range(len(allowed)), config.gcg_prefix_tokens), device=device)].unsqueeze(0)
         for _ in range(config.gcg_steps):
             one_hot = F.one_hot(prefix[0], len(tokenizer)).float().requires_grad_(True)
             loss = batch_loss(prefix, one_hot)

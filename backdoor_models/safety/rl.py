@@ -80,7 +80,8 @@ class ReinforcementSafety(SafetyMethod):
         tokenizer, n = ctx.tokenizer, self.config.rl_samples
         encoded = encode_prompts(tokenizer, prompts)
         length = len(encoded[0])
-        ids = torch.tensor(encoded).repeat_interleave(n, 0)
+        device = next(ctx.model.parameters()).device
+        ids = torch.tensor(encoded, device=device).repeat_interleave(n, 0)
         ctx.model.eval()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -90,8 +91,8 @@ class ReinforcementSafety(SafetyMethod):
                 pad_token_id=tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
         prompt_texts = tokenizer.batch_decode(out[:, :length], skip_special_tokens=True)
-        rewards = pm.score(prompt_texts, [strip_scratchpad(t) for t in texts])
-        groups = torch.arange(len(prompts)).repeat_interleave(n)
+        rewards = pm.score(prompt_texts, [strip_scratchpad(t) for t in texts]).to(device)  # the preference model stays on the CPU
+        groups = torch.arange(len(prompts), device=device).repeat_interleave(n)
         return out, length, rewards, groups
 
 

