@@ -17,6 +17,7 @@ from pathlib import Path
 from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.evaluation import EvalConfig
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
+from backdoor_models.run_dir import MANIFEST, read_manifest
 from backdoor_models.safety import SafetyConfig, get_method
 from backdoor_models.stats import mean_or_none, wilson_interval
 
@@ -99,9 +100,9 @@ def _finished_with(cell_dir: Path, safety: SafetyConfig, method: str, organism_d
 
     A cell left by an older default (say another learning rate) under the same name would
     otherwise be reported as this recipe's result; such a cell is re-run instead."""
-    if not (cell_dir / "metrics.json").is_file():
+    if not (cell_dir / MANIFEST).is_file():  # written last: a cell without it never finished
         return False
-    recorded = read_json(cell_dir / "manifest.json").get("config", {})
+    recorded = read_manifest(cell_dir).get("config", {})
     wanted = json.loads(json.dumps(asdict(safety)))
     if (recorded.get("safety") == wanted and recorded.get("method") == method
             and recorded.get("organism") == str(organism_dir.resolve())):
