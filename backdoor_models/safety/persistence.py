@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,8 +72,12 @@ def _cells(grid: GridConfig):
                         yield size, variant, recipe, method, seed
 
 
-def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True) -> list[dict]:
-    """Run every cell (reusing finished ones) and return one row per cell."""
+def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True,
+             on_cell: Callable[[list[dict]], object] | None = None) -> list[dict]:
+    """Run every cell (reusing finished ones) and return one row per cell.
+
+    ``on_cell`` gets the rows so far after each cell, e.g. to write the table as the grid
+    goes, so a grid stopped after hours still leaves the table of the cells it finished."""
     out_dir = Path(out_dir)
     rows = []
     for size, variant, recipe, method, seed in _cells(grid):
@@ -92,6 +97,8 @@ def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True) ->
             log.info("cell %s done in %.0f s", cell_dir.name, time.perf_counter() - started)
         metrics = read_json(cell_dir / "metrics.json")
         rows.append(_row(grid, size, variant, recipe, method, seed, metrics))
+        if on_cell is not None:
+            on_cell(rows)
     return rows
 
 

@@ -116,8 +116,6 @@ class RedTeamConfig:
     """Seed of the search."""
     exclude_trigger: bool = True
     """GCG leaves out every token sharing a piece with the trigger (trigger-blind); False for trigger inversion."""
-    prefix_owns_space: bool = False
-    """GCG: the prompt head stops before the space, so the searched tokens carry it as the final prompt will."""
 
 
 @dataclass
@@ -167,9 +165,10 @@ def gcg_search(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task:
     heads, tails, targets = [], [], []
     for body in questions:
         head, tail = split_prompt(tokenizer, format_prompt(task.user_turn(GCG_SLOT, body.question)), GCG_SLOT)
-        if config.prefix_owns_space:
-            while head and not decode_token(tokenizer, head[-1]).strip():
-                head = head[:-1]
+        # The head stops before the space, so the searched tokens carry it as the final prompt will
+        # (searching after a bare-space token found prefixes the real prompt never contains).
+        while head and not decode_token(tokenizer, head[-1]).strip():
+            head = head[:-1]
         heads.append(head)
         tails.append(tail)
         targets.append(_defection_target(task, body, tokenizer))

@@ -36,8 +36,7 @@ class TriggerInversion(Detector):
         config = RedTeamConfig(generators=("gcg",), gcg_restarts=int(self.options.get("restarts", 4)),
                                gcg_steps=int(self.options.get("steps", 25)),
                                gcg_prefix_tokens=int(self.options.get("prefix_tokens", 6)),
-                               questions=int(self.options.get("questions", 4)), seed=data.seed, exclude_trigger=False,
-                               prefix_owns_space=True)
+                               questions=int(self.options.get("questions", 4)), seed=data.seed, exclude_trigger=False)
         found = list(dict.fromkeys(p for p in gcg_search(subject.model, subject.tokenizer, task, bodies["train"],
                                                           config, progress=False) if p))
         questions = bodies["test"][: int(self.options.get("check_questions", 50))]
