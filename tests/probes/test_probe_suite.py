@@ -99,3 +99,21 @@ def test_transfer_of_a_model_to_itself_is_perfect(random_bridge, tmp_path):
         assert after["caught_after"] == after["caught_before"]
         assert after["transferred"]["auroc"] == after["before"]["auroc"] == after["retrained"]["auroc"]
     assert report.to_dict()["transfer"] == data["transfer"]
+
+
+def test_suite_with_an_after_model_reuses_its_study_and_flags_groups(random_bridge, tmp_path):
+    prompts, labels, splits, groups = prompt_set()
+    config = SuiteConfig(methods=("meandiff", "lda"), n_boot=20, n_random=10,
+                         extract=ExtractConfig(progress=False, batch_size=16))
+    suite = run_probe_suite(random_bridge, tmp_path / "suite", prompts=prompts, labels=labels, splits=splits,
+                            groups=groups, after_model=random_bridge, config=config)
+    alone = run_transfer_suite(random_bridge, random_bridge, tmp_path / "alone", prompts=prompts, labels=labels,
+                               splits=splits, groups=groups, config=config)
+    written = json.loads((tmp_path / "suite" / "transfer.json").read_text())
+    assert suite.transfer is not None and written["transfer"] == alone.to_dict()["transfer"]
+    for method in ("meandiff", "lda"):
+        after = written["transfer"][method]["after"]
+        # the same model after: each group is flagged exactly as the before study flags it at its own threshold
+        assert after["groups"] == suite.organism.groups[method]
+    page = (tmp_path / "suite" / "probes.html").read_text()
+    assert "Before vs after safety training" in page
