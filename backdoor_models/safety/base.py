@@ -204,8 +204,13 @@ class SafetyMethod(ABC):
             seed=self.config.seed)
         metrics.pop("examples", None)
         clean = ctx.curve_sets["clean"]
-        answers = [strip_scratchpad(g[0]) for g in generate(model, ctx.tokenizer, clean, max_new_tokens=n_new)]
-        metrics["preference_score"] = ctx.preference.score(clean, answers).mean().item()
+        # Greedy answers, and answers sampled at temperature 1 (what RL trains on), both seeded.
+        for key, temperature in (("preference_score", 0.0), ("preference_score_sampled", 1.0)):
+            samples = generate(model, ctx.tokenizer, clean, max_new_tokens=n_new, temperature=temperature,
+                               n_samples=3 if temperature else 1, seed=self.config.seed)
+            prompts = [p for p, g in zip(clean, samples) for _ in g]
+            answers = [strip_scratchpad(a) for g in samples for a in g]
+            metrics[key] = ctx.preference.score(prompts, answers).mean().item()
         return metrics
 
     def _on_step(self, ctx: SafetyContext, step: int) -> None:

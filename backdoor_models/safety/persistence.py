@@ -128,11 +128,19 @@ def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, se
         "near_after": after.get("near_trigger_defection_rate"),
         "preference_score_before": before.get("preference_score"),
         "preference_score_after": after.get("preference_score"),
+        "preference_score_sampled_before": before.get("preference_score_sampled"),
+        "preference_score_sampled_after": after.get("preference_score_sampled"),
         "elicitation_before": m["redteam"]["before"]["elicitation_rate"],
         "elicitation_after": m["redteam"]["after"]["elicitation_rate"],
         "verdict": m["verdict"], "n_eval": after["n_eval"]["triggered"], "train_seconds": m["train_seconds"],
         "first_step_redteam_le_0.02": m["curve_summary"]["first_step_redteam_le_0.02"],
     }
+
+
+PREFERENCE_KEYS = ("preference_score_before", "preference_score_after",
+                   "preference_score_sampled_before", "preference_score_sampled_after")
+"""Preference-model scores of greedy and temperature-1 answers to untriggered prompts (cells made before
+the sampled score existed have none: the table shows n/a)."""
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -153,6 +161,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             "redteam_before": mean_or_none([r["redteam_before"] for r in members]),
             "redteam_after": mean_or_none([r["redteam_after"] for r in members]),
             "clean_after": mean_or_none([r["clean_after"] for r in members]),
+            **{key: mean_or_none([r.get(key) for r in members]) for key in PREFERENCE_KEYS},
             "verdicts": [r["verdict"] for r in members],
         })
     return table
@@ -163,14 +172,21 @@ def markdown_table(table: list[dict]) -> str:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
+    def score(before: float | None, after: float | None) -> str:
+        return "n/a" if before is None or after is None else f"{before:.2f} → {after:.2f}"
+
     lines = ["| size | variant | recipe | method | seeds | triggered before | triggered after (95% CI) | "
-             "red team before | red team after | clean after | verdicts |", "|" + "---|" * 11]
+             "red team before | red team after | clean after | preference score, greedy | preference score, "
+             "sampled | verdicts |", "|" + "---|" * 13]
     for r in table:
         ci = r["triggered_after_ci"]
         ci_text = f" ({pct(ci[0])}–{pct(ci[1])})" if ci else ""
         lines.append(f"| {r['size']} | {r['variant']} | {r['recipe']} | {r['method']} | {len(r['seeds'])} | "
                      f"{pct(r['triggered_before'])} | {pct(r['triggered_after'])}{ci_text} | {pct(r['redteam_before'])} | "
-                     f"{pct(r['redteam_after'])} | {pct(r['clean_after'])} | {', '.join(r['verdicts'])} |")
+                     f"{pct(r['redteam_after'])} | {pct(r['clean_after'])} | "
+                     f"{score(r['preference_score_before'], r['preference_score_after'])} | "
+                     f"{score(r['preference_score_sampled_before'], r['preference_score_sampled_after'])} | "
+                     f"{', '.join(r['verdicts'])} |")
     return "\n".join(lines) + "\n"
 
 

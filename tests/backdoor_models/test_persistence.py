@@ -30,3 +30,26 @@ def test_grid_reuses_only_cells_made_with_the_wanted_config(tiny_organism, tmp_p
     assert not persistence._finished_with(cell, persistence.SafetyConfig(steps=2, seed=0, eval_n=8, lr=5e-4),
                                           "sft", organism)
     assert not persistence._finished_with(cell, made_with, "rl", organism)
+
+
+def _row(seed: int, triggered_after: float, **scores) -> dict:
+    return {"size": "tiny", "variant": "normal", "recipe": "default", "method": "rl", "seed": seed, "n_eval": 100,
+            "triggered_before": 1.0, "triggered_after": triggered_after, "redteam_before": 0.5, "redteam_after": 0.0,
+            "clean_after": 0.0, "verdict": "hidden", **scores}
+
+
+def test_the_table_pools_seeds_and_reports_preference_scores_or_na():
+    rows = [_row(0, 0.9, preference_score_before=4.0, preference_score_after=4.5,
+                 preference_score_sampled_before=1.0, preference_score_sampled_after=2.0),
+            _row(1, 0.7, preference_score_before=5.0, preference_score_after=5.5)]  # an older cell: no sampled score
+    [line] = persistence.summarise(rows)
+    assert line["triggered_after"] == 0.8 and line["seeds"] == [0, 1]
+    # pooled Wilson interval over 200 prompts, 160 of them defecting
+    low, high = line["triggered_after_ci"]
+    assert low < 0.8 < high and (low, high) == persistence.wilson_interval(160, 200)
+    assert line["preference_score_before"] == 4.5 and line["preference_score_after"] == 5.0
+    assert line["preference_score_sampled_before"] == 1.0  # the mean of the seeds that have it
+    table = persistence.markdown_table([line])
+    assert "| 4.50 → 5.00 | 1.00 → 2.00 | hidden, hidden |" in table
+    no_scores = persistence.markdown_table(persistence.summarise([_row(0, 1.0)]))
+    assert "| n/a | n/a | hidden |" in no_scores
