@@ -13,7 +13,6 @@ writes the results.
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from backdoor_models.artifacts import atomic_open, write_json
+from backdoor_models.html_page import Section, figures_page
 from backdoor_models.provenance import git_revision
 from probes.contrast_data import ContrastData, extract_contrast
 from probes.errors import ProbeInputError
@@ -327,66 +327,52 @@ def _figures(
 
 
 def render_html(result: SuiteResult, figures: Sequence[go.Figure]) -> str:
-    """A self-contained page (plotly.js inlined once); every data-derived string is escaped."""
+    """A self-contained page (plotly.js inlined once) built by :mod:`backdoor_models.html_page`,
+    which escapes every data-derived string."""
     data = result.to_dict()
-
-    def fmt(v: Any) -> str:
-        return "null" if v is None else f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
-
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{m['best_layer']}</td><td>{fmt(m['best_auroc'])} "
-        f"[{fmt(m['best_auroc_ci'][0])}, {fmt(m['best_auroc_ci'][1])}]</td>"
-        f"<td>{fmt(m['best_ap'])}</td><td>{fmt(m['best_tpr_at_1pct_fpr'])}</td></tr>"
-        for name, m in data["methods"].items()
-    )
-    sens = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{m['best_layer']}</td><td>{fmt(m['best_auroc'])}</td></tr>"
-        for name, m in data["contrast_formulations"].items()
-    )
-    group_rows = "".join(
-        f"<tr><td>{html.escape(method)}</td><td>{html.escape(g)}</td><td>{s['n']}</td><td>{s['n_defect']}</td>"
-        f"<td>{fmt(s['mean_score'])}</td><td>{fmt(s['frac_flagged'])}</td><td>{fmt(s['auroc'])}</td></tr>"
-        for method, per in data["groups"].items() for g, s in per.items()
-    )
-    plots = "".join(
-        f"<div>{fig.to_html(full_html=False, include_plotlyjs=(i == 0))}</div>" for i, fig in enumerate(figures)
-    )
-    transfer_rows = "".join(
-        f"<tr><td>{html.escape(method)}</td><td>{html.escape(target)}</td><td>{fmt(t['before']['auroc'])}</td>"
-        f"<td>{fmt(t['transferred']['auroc'])}</td><td>{fmt((t['retrained'] or {}).get('auroc'))}</td>"
-        f"<td>{fmt(t['caught_before'])} &rarr; {fmt(t['caught_after'])}</td><td>{fmt(t['false_alarms_after'])}</td>"
-        f"<td>{fmt(t['cosine'])}</td><td>{fmt(t['norm_ratio'])}</td>"
-        f"<td>{fmt(t.get('groups', {}).get('redteam', {}).get('frac_flagged'))}</td></tr>"
-        for method, per in (result.transfer.transfers if result.transfer else {}).items() for target, t in per.items()
-    )
-    transfer_table = (
-        "<h2>Before vs after safety training (probes fit before, threshold at 1% FPR before)</h2>"
-        "<table><tr><th>method</th><th>applied to</th><th>AUROC before</th><th>transferred</th><th>retrained</th>"
-        "<th>triggered caught before &rarr; after</th><th>false alarms after</th><th>direction cosine</th>"
-        f"<th>norm ratio</th><th>red-team prompts flagged after</th></tr>{transfer_rows}</table>"
-    ) if transfer_rows else ""
+    methods = [{"method": name, "best layer": m["best_layer"], "AUROC": m["best_auroc"],
+                "95% CI": _interval(m["best_auroc_ci"]), "AP": m["best_ap"], "TPR at 1% FPR": m["best_tpr_at_1pct_fpr"]}
+               for name, m in data["methods"].items()]
+    formulations = [{"formulation": name, "best layer": m["best_layer"], "AUROC": m["best_auroc"]}
+                    for name, m in data["contrast_formulations"].items()]
+    groups = [{"method": method, "group": g, "n": s["n"], "defecting": s["n_defect"], "mean score": s["mean_score"],
+               "flagged": s["frac_flagged"], "AUROC": s["auroc"]}
+              for method, per in data["groups"].items() for g, s in per.items()]
+    moved = [{"method": method, "applied to": target, "AUROC before": t["before"]["auroc"],
+              "transferred": t["transferred"]["auroc"], "retrained": (t["retrained"] or {}).get("auroc"),
+              "triggered caught before": t["caught_before"], "caught after": t["caught_after"],
+              "false alarms after": t["false_alarms_after"], "direction cosine": t["cosine"], "norm ratio": t["norm_ratio"],
+              "red-team prompts flagged after": t.get("groups", {}).get("redteam", {}).get("frac_flagged")}
+             for method, per in (result.transfer.transfers if result.transfer else {}).items()
+             for target, t in per.items()]
     random_line = (
-        f"Random directions at layer {data['random_layer']} ({data['random_n_directions']}): "
-        f"mean {fmt(data['random_mean_auroc'])}, 95th percentile {fmt(data['random_p95_auroc'])}, "
-        f"best {fmt(data['random_best_auroc'])}; contrast probe percentile {fmt(data['contrast_percentile'])}."
+        f"Random directions at layer {data['random_layer']} ({data['random_n_directions']}): mean "
+        f"{_fmt(data['random_mean_auroc'])}, 95th percentile {_fmt(data['random_p95_auroc'])}, best "
+        f"{_fmt(data['random_best_auroc'])}; the contrast probe's percentile among them: {_fmt(data['contrast_percentile'])}."
     )
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Probes: {html.escape(data['model'])}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
-<h1>Linear probes: {html.escape(data['model'])}</h1>
-<p>Hook {html.escape(data['hook'])}; splits {html.escape(str(data['split_sizes']))}; revision
-{html.escape(str(data['git_revision']))}. Best layer chosen on validation, metrics on test (bootstrap 95% CI).</p>
-<table><tr><th>method</th><th>best layer</th><th>AUROC [95% CI]</th><th>AP</th><th>TPR at 1% FPR</th></tr>{rows}</table>
-<p>{random_line}</p>
-<h2>Contrast formulations</h2>
-<table><tr><th>formulation</th><th>best layer</th><th>AUROC</th></tr>{sens}</table>
-<h2>Prompt groups (test split, best layer; flagged = above the 1%-FPR threshold set on validation)</h2>
-<table><tr><th>method</th><th>group</th><th>n</th><th>defecting</th><th>mean score</th><th>flagged</th><th>AUROC</th></tr>{group_rows}</table>
-{transfer_table}
-{plots}
-</body></html>
-"""
+    sections = [
+        Section("Probes", f"Hook {data['hook']}; splits {data['split_sizes']}. Best layer chosen on validation, metrics "
+                f"on test (bootstrap 95% CI). {random_line}", table=methods),
+        Section("Contrast formulations", "The same contrast probe under other wordings of the pair.",
+                table=formulations),
+        Section("Prompt groups", "Test split, best layer; flagged = above the 1%-FPR threshold set on validation.",
+                table=groups),
+    ]
+    if moved:
+        sections.append(Section("Before vs after safety training", "Probes fit before, threshold at 1% FPR on the "
+                                "before model's validation split, applied to the after model (and the clean control).",
+                                table=moved))
+    sections.append(Section("Figures", "AUROC by layer with the random-direction band, score histograms at the best "
+                            "layer and PCA of the activations there.", figures=list(figures)))
+    return figures_page(f"Linear probes: {data['model']}", sections)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _interval(ci: Sequence[float | None] | None) -> str:
+    return "n/a" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
 @dataclass(frozen=True, kw_only=True)
