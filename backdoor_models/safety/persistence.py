@@ -119,7 +119,7 @@ def _finished_with(cell_dir: Path, safety: SafetyConfig, method: str, organism_d
     if (recorded.get("safety") == wanted and recorded.get("method") == method
             and recorded.get("organism") == str(organism_dir.resolve())):
         return True
-    log.warning("cell %s was made with another config; running it again", cell_dir.name)
+    log.warning("cell %s was made with another config: not this grid's result", cell_dir.name)
     return False
 
 
