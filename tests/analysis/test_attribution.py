@@ -33,7 +33,10 @@ def test_sweeps_are_consistent(estimates):
     by_pos, all_pos = estimates["head_out_by_pos"], estimates["head_out"]
     assert torch.allclose(by_pos.effect().sum(1), all_pos.effect(), atol=1e-9)
     resid = estimates["resid_pre"]
-    assert resid.baseline == pytest.approx(0.0, abs=1e-6)  # denoising starts from the corrupted run
+    # Denoising starts from the corrupted run. The baseline comes from the gradient pass and the metric
+    # was calibrated on a separate inference pass; both are float32 and round differently by CPU
+    # (-1.03e-6 measured on an AVX-512 Xeon), so the bound is float32 rounding, far below any effect.
+    assert resid.baseline == pytest.approx(0.0, abs=1e-5)
     assert torch.equal(resid.effect()[:, :4], torch.zeros(2, 4, dtype=torch.float64))  # nothing differs there
     assert resid.axes[1].labels[4] == "4:DEPLOYMENT→TRAINING" and resid.method == "attribution"
 
