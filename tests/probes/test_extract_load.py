@@ -1,14 +1,18 @@
-"""Load: extracting 20,000 prompts streams to disk with bounded memory.
+"""Load: extracting 40,000 prompts streams to disk with bounded memory.
 
 The child process loads the tiny random model, warms up, resets its RSS high-water mark, then
-extracts every whole-layer hook at every layer (10 sites of width 128) for 20,000 prompts.
-Streaming in shards of 1,024 prompts may add at most two shards (the buffer and its
-serialised bytes, 5 MiB each), the token ids of every prompt (~256 bytes each, 4.9 MiB)
-and 48 MiB of slack for the allocator and the batch in flight: 63 MiB. Holding every activation would add
-20,000 x 10 x 128 x 4 bytes = 98 MiB. The same extraction in memory is run as the control
-that shows the bound has teeth. (Building this test found the tokenizer's batch output,
-~4 KB per prompt, held for all prompts at once: 83 MiB at 20,000; it now runs in chunks.
-It also found in-memory extraction holding every activation twice; now once.)
+extracts every whole-layer hook at every layer (10 sites of width 128) for 40,000 prompts.
+Holding every activation costs 40,000 x 10 x 128 x 4 bytes = 195 MiB; streaming in shards of
+1,024 prompts keeps two shards (10 MiB), the token ids and whatever the allocator and the
+batch in flight take. That last part is not small or steady: on an AVX-512 Xeon it measured
+43-68 MiB from run to run at 20,000 prompts (34 MiB on an AVX2 EPYC), so a fixed 48 MiB
+of slack failed there; at 40,000 prompts it read 71-81 MiB (the token ids alone are ~24 MiB). The
+test therefore asks for what streaming is for: growth under 60% of the activations (117 MiB),
+while the same extraction held in memory (the control that shows the bound has teeth; 246 MiB
+measured) grows by at least 90% of them and by half of them more than the streamed run.
+(Building this test found the tokenizer's batch output, ~4 KB per prompt, held for all prompts at
+once: 83 MiB at 20,000; it now runs in chunks. It also found in-memory extraction holding every
+activation twice; now once.)
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import textwrap
 
 import pytest
 
-N, SHARD, MIB = 20_000, 1024, 1 << 20
+N, SHARD, MIB = 40_000, 1024, 1 << 20
 
 CHILD = textwrap.dedent("""
     import json, sys
@@ -38,6 +42,11 @@ CHILD = textwrap.dedent("""
     def high_water() -> int:
         line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
         return int(line.split()[1]) * 1024
+    # Hand freed heap back to the OS first (glibc malloc_trim), so what the warm-up freed but kept
+    # does not make the growth read low or high by tens of MiB from run to run.
+    import ctypes, gc
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")
     before = high_water()
     acts = extract(bridge, prompts, hooks=hooks,
@@ -58,20 +67,20 @@ def _extract_in_child(model_dir, shard_dir) -> dict:
 
 
 @pytest.mark.slow
-def test_streamed_extraction_of_20000_prompts_keeps_memory_bounded(random_model_dir, tmp_path):
+def test_streamed_extraction_of_40000_prompts_keeps_memory_bounded(random_model_dir, tmp_path):
     streamed = _extract_in_child(random_model_dir, tmp_path / "shards")
     assert streamed["n"] == streamed["rows"] == N and streamed["finite"]
     sites, d = streamed["sites"], streamed["d"]
     assert sites == 10 and d == 128
     all_activations = N * sites * d * 4
-    one_shard = SHARD * sites * d * 4
-    bound = 2 * one_shard + N * 256 + 48 * MIB
+    bound = 0.6 * all_activations
     grown = streamed["peak"] - streamed["before"]
     assert grown <= bound, f"streaming grew RSS by {grown / MIB:.1f} MiB; bound {bound / MIB:.1f} MiB"
-    assert bound < 0.7 * all_activations
     assert len(list((tmp_path / "shards").glob("shard-*.safetensors"))) == -(-N // SHARD)
 
     held = _extract_in_child(random_model_dir, None)  # control: everything in memory
+    held_grown = held["peak"] - held["before"]
     print(f"RSS growth: streamed {grown / MIB:.1f} MiB (bound {bound / MIB:.1f}), "
-          f"in memory {(held['peak'] - held['before']) / MIB:.1f} MiB (activations {all_activations / MIB:.1f})")
-    assert held["peak"] - held["before"] >= 0.9 * all_activations > bound
+          f"in memory {held_grown / MIB:.1f} MiB (activations {all_activations / MIB:.1f})")
+    assert held_grown >= 0.9 * all_activations > bound
+    assert held_grown - grown >= 0.5 * all_activations
