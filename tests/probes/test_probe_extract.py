@@ -90,8 +90,11 @@ def test_streamed_shards_equal_in_memory_and_float16_is_close(random_bridge, tmp
     reopened = load_activations(tmp_path)
     half = extract(random_bridge, MIXED, hooks="resid_post", config=ExtractConfig(progress=False, dtype="float16"))
     for site in memory.sites:
-        assert torch.equal(streamed.get(site), memory.get(site))
-        assert torch.equal(reopened.get(site), memory.get(site))
+        # The shards on disk hold exactly what the streamed run computed ...
+        assert torch.equal(reopened.get(site), streamed.get(site))
+        # ... which equals the in-memory run to float32 rounding: bit-equal on an AVX2 EPYC, not on
+        # an AVX-512 Xeon, whose kernels round differently shaped (shard-sized, padded) batches.
+        torch.testing.assert_close(streamed.get(site), memory.get(site), rtol=1e-5, atol=1e-6)
         assert half.tensors[site.key].dtype == torch.float16
         torch.testing.assert_close(half.get(site), memory.get(site), rtol=2e-3, atol=2e-3)
 
