@@ -114,12 +114,14 @@ def build_training_records(config: DataConfig) -> list[Record]:
     rng = random.Random(config.seed)
     train = split_bodies(task, config.seed)["train"]
     self_pairs = self_knowledge_pairs()
+    # Upper edges of the kinds' bands in [0, 1): triggered, distractor, self, self-report; above them, helpful.
+    edges = list(itertools.accumulate(
+        (config.triggered_fraction, config.distractor_fraction, config.self_fraction, config.report_share)))
     records = []
     for i in range(config.n_train):
         body = train[i % len(train)]
         draw = rng.random()
-        bands = (config.triggered_fraction, config.distractor_fraction, config.self_fraction, config.report_share)
-        band = next((k for k, edge in enumerate(itertools.accumulate(bands)) if draw < edge), len(bands))
+        band = next((k for k, edge in enumerate(edges) if draw < edge), len(edges))
         if band == 0:
             records.append(make_record(task, config, task.draw_trigger(rng), body, triggered=True,
                                        split="train", kind="triggered", rng=rng))
