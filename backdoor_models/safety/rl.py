@@ -50,14 +50,17 @@ class ReinforcementSafety(SafetyMethod):
             ids, prompt_len, rewards, groups = self._rollout(ctx, pm, batch, seed=self.config.seed * 100_003 + step)
             advantages = rewards - torch.stack([rewards[groups == g].mean() for g in groups.tolist()])
             ctx.model.train()
-            logits = ctx.model(input_ids=ids).logits[:, prompt_len - 1 : -1]
+            # No left padding (one prompt length) and tokens after EOS are masked out of the loss, so every
+            # position may attend; saying so explicitly stops transformers warning that BOS == pad looks padded.
+            visible = torch.ones_like(ids)
+            logits = ctx.model(input_ids=ids, attention_mask=visible).logits[:, prompt_len - 1 : -1]
             sampled = ids[:, prompt_len:]
             alive = _before_first_eos(sampled, eos)
             logp = torch.log_softmax(logits, -1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
             loss = -(advantages.unsqueeze(1) * logp * alive).sum() / alive.sum().clamp(min=1)
             if self.config.kl_coef:
                 with torch.no_grad():
-                    ref_logits = ctx.reference(input_ids=ids).logits[:, prompt_len - 1 : -1]
+                    ref_logits = ctx.reference(input_ids=ids, attention_mask=visible).logits[:, prompt_len - 1 : -1]
                 loss = loss + self.config.kl_coef * kl_to_reference(logits, ref_logits, alive.bool())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
