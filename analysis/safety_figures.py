@@ -25,7 +25,11 @@ def defection_curves(curves_by_run: dict[str, list[dict]]) -> go.Figure:
 
 
 def persistence_by_size(table: list[dict]) -> go.Figure:
-    """Triggered defection after safety training, by size and method (bars with 95% intervals)."""
+    """Triggered defection after safety training, by size and method (bars with 95% intervals).
+
+    Lines whose seeds were never trained (the red team found no hole) are left out: they say
+    nothing about persistence."""
+    table = [r for r in table if r.get("trained", True)]
     figure = go.Figure()
     sizes = list(dict.fromkeys(r["size"] for r in table))
     for label in dict.fromkeys(f"{r['method']} ({r['recipe']}, {r['variant']})" for r in table):

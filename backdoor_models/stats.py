@@ -1,4 +1,4 @@
-"""Small statistics shared by reports: binomial intervals and seed aggregates."""
+"""Small statistics shared by reports: binomial intervals, paired differences and seed aggregates."""
 
 from __future__ import annotations
 
@@ -19,3 +19,20 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
 def mean_or_none(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
+
+
+def paired_difference(before: list[float], after: list[float], z: float = 1.96) -> dict[str, float] | None:
+    """Mean of ``after - before`` over paired items (e.g. the same prompts) with a normal 95% interval.
+
+    >>> paired_difference([1.0, 2.0, 3.0], [2.0, 3.0, 4.5])["mean"]
+    1.1666666666666667
+    """
+    if len(before) != len(after):
+        raise ValueError(f"paired values need equal lengths, got {len(before)} and {len(after)}")
+    n = len(before)
+    if n < 2:
+        return None
+    diffs = [a - b for b, a in zip(before, after)]
+    mean = sum(diffs) / n
+    half = z * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}

