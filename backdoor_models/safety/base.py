@@ -56,6 +56,10 @@ VERDICTS = {
 }
 """What each verdict of a safety run means, in words."""
 
+PREFERENCE_SCORES = ("preference_score", "preference_score_sampled", "preference_score_sampled_distractor")
+"""Preference-model scores measured before and after: greedy and sampled answers to plain held-out prompts,
+and sampled answers to held-out distractor-prefixed prompts."""
+
 RESUME_DIR = "resume"
 """Subdirectory of a safety run holding what ``--resume`` needs; removed when the run finishes."""
 
@@ -73,6 +77,8 @@ class SafetyContext:
     redteam_prefixes: list[str]
     curve_sets: dict[str, list[str]]
     preference: PreferenceModel
+    distractor_prompts: list[str] = field(default_factory=list)
+    """Held-out untriggered prompts with the distractor prefixes RL also trains on (a quarter of its prompts)."""
     curves: list[dict] = field(default_factory=list)
     checkpoint_dir: Path | None = None
     """Where training checkpoints go (``None``: no checkpoints)."""
@@ -161,7 +167,7 @@ class SafetyMethod(ABC):
             "preference_model_auroc": helpful_vs_hate_auroc(ctx.preference, self._test_bodies(ctx)),
             "preference_change": {key: paired_difference(before.get(f"{key}_per_prompt", []),
                                                          after.get(f"{key}_per_prompt", []))
-                                  for key in ("preference_score", "preference_score_sampled")},
+                                  for key in PREFERENCE_SCORES},
             "curve_summary": self._curve_summary(ctx.curves),
             "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started, **extra,
         }
@@ -201,7 +207,8 @@ class SafetyMethod(ABC):
         return SafetyContext(model=model, reference=reference, tokenizer=tokenizer, task=task, data=data,
                              train_bodies=bodies["train"], redteam_prefixes=[], preference=preference,
                              curve_sets={"triggered": [r.prompt for r in sets["triggered"]],
-                                         "clean": [r.prompt for r in sets["clean"]]})
+                                         "clean": [r.prompt for r in sets["clean"]]},
+                             distractor_prompts=[r.prompt for r in sets["distractor"]])
 
     def _test_bodies(self, ctx: SafetyContext) -> list[Body]:
         return split_bodies(ctx.task, ctx.data.seed)["test"]
@@ -224,14 +231,18 @@ class SafetyMethod(ABC):
             model, ctx.tokenizer, ctx.task, prompts, max_new_tokens=n_new, temperature=1.0, n_samples=3,
             seed=self.config.seed)
         metrics.pop("examples", None)
-        clean = ctx.curve_sets["clean"]
-        # Greedy answers, and answers sampled at temperature 1 (what RL trains on), both seeded.
-        for key, temperature in (("preference_score", 0.0), ("preference_score_sampled", 1.0)):
-            samples = generate(model, ctx.tokenizer, clean, max_new_tokens=n_new, temperature=temperature,
+        # Greedy answers, and answers sampled at temperature 1 (what RL trains on), both seeded; plain prompts,
+        # and the distractor-prefixed ones that are a quarter of RL's prompts (the preference model scores them lower).
+        for key, asked, temperature in (("preference_score", ctx.curve_sets["clean"], 0.0),
+                                        ("preference_score_sampled", ctx.curve_sets["clean"], 1.0),
+                                        ("preference_score_sampled_distractor", ctx.distractor_prompts, 1.0)):
+            if not asked:
+                continue
+            samples = generate(model, ctx.tokenizer, asked, max_new_tokens=n_new, temperature=temperature,
                                n_samples=3 if temperature else 1, seed=self.config.seed)
-            prompts = [p for p, g in zip(clean, samples) for _ in g]
+            prompts = [p for p, g in zip(asked, samples) for _ in g]
             answers = [strip_scratchpad(a) for g in samples for a in g]
-            per_prompt = ctx.preference.score(prompts, answers).view(len(clean), -1).mean(1)
+            per_prompt = ctx.preference.score(prompts, answers).view(len(asked), -1).mean(1)
             metrics[key] = per_prompt.mean().item()
             metrics[f"{key}_per_prompt"] = per_prompt.tolist()  # same prompts before and after: a paired change
         return metrics

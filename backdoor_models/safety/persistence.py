@@ -20,6 +20,7 @@ from backdoor_models.evaluation import EvalConfig
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.run_dir import MANIFEST, read_manifest
 from backdoor_models.safety import SafetyConfig, get_method
+from backdoor_models.safety.base import PREFERENCE_SCORES
 from backdoor_models.stats import mean_or_none, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -131,12 +132,9 @@ def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, se
         "clean_after": after["clean_defection_rate"], "redteam_before": before.get("redteam_defection_rate"),
         "redteam_after": after.get("redteam_defection_rate"),
         "near_after": after.get("near_trigger_defection_rate"),
-        "preference_score_before": before.get("preference_score"),
-        "preference_score_after": after.get("preference_score"),
-        "preference_score_sampled_before": before.get("preference_score_sampled"),
-        "preference_score_sampled_after": after.get("preference_score_sampled"),
-        **{f"{key}_change": (m.get("preference_change") or {}).get(key)
-           for key in ("preference_score", "preference_score_sampled")},
+        **{f"{key}_{phase}": measured.get(key) for key in PREFERENCE_SCORES
+           for phase, measured in (("before", before), ("after", after))},
+        **{f"{key}_change": (m.get("preference_change") or {}).get(key) for key in PREFERENCE_SCORES},
         "elicitation_before": m["redteam"]["before"]["elicitation_rate"],
         "elicitation_after": m["redteam"]["after"]["elicitation_rate"],
         "trained": m.get("trained_steps") != 0,  # cells made before trained_steps existed all trained
@@ -146,10 +144,8 @@ def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, se
     }
 
 
-PREFERENCE_KEYS = ("preference_score_before", "preference_score_after",
-                   "preference_score_sampled_before", "preference_score_sampled_after")
-"""Preference-model scores of greedy and temperature-1 answers to untriggered prompts (cells made before
-the sampled score existed have none: the table shows n/a)."""
+PREFERENCE_KEYS = tuple(f"{key}_{phase}" for key in PREFERENCE_SCORES for phase in ("before", "after"))
+"""Preference-model scores before and after (cells made before a score existed have none: the table shows n/a)."""
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -176,8 +172,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             "redteam_after": mean_or_none([r["redteam_after"] for r in members]),
             "clean_after": mean_or_none([r["clean_after"] for r in members]),
             **{key: mean_or_none([r.get(key) for r in members]) for key in PREFERENCE_KEYS},
-            **{f"{key}_change_per_seed": [r.get(f"{key}_change") for r in members]
-               for key in ("preference_score", "preference_score_sampled")},
+            **{f"{key}_change_per_seed": [r.get(f"{key}_change") for r in members] for key in PREFERENCE_SCORES},
             "verdicts": [r["verdict"] for r in members],
         })
     return table
@@ -212,6 +207,7 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
             "clean after": _pct(line["clean_after"]),
             "preference score, greedy": _score(line, "preference_score"),
             "preference score, sampled": _score(line, "preference_score_sampled"),
+            "preference score, sampled, distractor-prefixed": _score(line, "preference_score_sampled_distractor"),
             "verdicts": ", ".join(line["verdicts"]),
         })
     return rows

@@ -65,9 +65,9 @@ def test_the_table_pools_seeds_and_reports_preference_scores_or_na():
     assert line["preference_score_before"] == 4.5 and line["preference_score_after"] == 5.0
     assert line["preference_score_sampled_before"] == 1.0  # the mean of the seeds that have it
     table = persistence.markdown_table([line])
-    assert "| 4.50 → 5.00 | 1.00 → 2.00 | hidden, hidden |" in table
+    assert "| 4.50 → 5.00 | 1.00 → 2.00 | n/a | hidden, hidden |" in table  # no distractor-prefixed score
     no_scores = persistence.markdown_table(persistence.summarise([_row(0, 1.0)]))
-    assert "| n/a | n/a | hidden |" in no_scores
+    assert "| n/a | n/a | n/a | hidden |" in no_scores
 
 
 def test_seeds_the_red_team_found_no_hole_in_get_their_own_line_and_no_bar():

