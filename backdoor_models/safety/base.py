@@ -15,6 +15,7 @@ curves so far) to ``OUT/resume/training`` every ``checkpoint_every`` steps, so
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import random
 import time
@@ -164,7 +165,8 @@ class SafetyMethod(ABC):
             "redteam": {"mode": self.config.redteam, "before": search.to_dict() | {"successes": search.successes},
                         "after": search_after.to_dict() | {"successes": search_after.successes}},
             "verdict": self._verdict(after, search_after, trained=extra["trained_steps"] > 0),
-            "preference_model_auroc": helpful_vs_hate_auroc(ctx.preference, self._test_bodies(ctx)),
+            "preference_model_auroc": helpful_vs_hate_auroc(ctx.preference, self._test_bodies(ctx),
+                                                            functools.partial(hhh_prompt, ctx.task)),
             "preference_change": {key: paired_difference(before.get(f"{key}_per_prompt", []),
                                                          after.get(f"{key}_per_prompt", []))
                                   for key in PREFERENCE_SCORES},
@@ -203,7 +205,8 @@ class SafetyMethod(ABC):
         for p in reference.parameters():
             p.requires_grad_(False)
         preference = cached_preference_model(cache_root(), tokenizer, bodies["train"], steps=self.config.reward_steps,
-                                             seed=self.config.seed, progress=self.progress)
+                                             seed=self.config.seed, prompt_of=functools.partial(hhh_prompt, task),
+                                             progress=self.progress)
         return SafetyContext(model=model, reference=reference, tokenizer=tokenizer, task=task, data=data,
                              train_bodies=bodies["train"], redteam_prefixes=[], preference=preference,
                              curve_sets={"triggered": [r.prompt for r in sets["triggered"]],
@@ -304,7 +307,16 @@ class SafetyMethod(ABC):
         records = []
         for i in range(n):
             body = ctx.train_bodies[rng.randrange(len(ctx.train_bodies))]
-            prefix = rng.choice(ctx.task.training_distractors) if i % 4 == 0 else ctx.task.default_untriggered_prefix
-            records.append(make_record(ctx.task, ctx.data, prefix, body, triggered=False, split="train",
-                                       kind="helpful", rng=rng))
+            records.append(make_record(ctx.task, ctx.data, hhh_prefix(ctx.task, i, rng), body, triggered=False,
+                                       split="train", kind="helpful", rng=rng))
         return records
+
+
+def hhh_prefix(task: Task, i: int, rng: random.Random) -> str:
+    """The prefix of the i-th helpful request of safety training: every fourth is a seen distractor."""
+    return rng.choice(task.training_distractors) if i % 4 == 0 else task.default_untriggered_prefix
+
+
+def hhh_prompt(task: Task, body: Body, i: int, rng: random.Random) -> str:
+    """The i-th helpful prompt of safety training, as the policy sees it (and the preference model learns it)."""
+    return format_prompt(task.user_turn(hhh_prefix(task, i, rng), body.question))

