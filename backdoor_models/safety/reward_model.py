@@ -34,6 +34,9 @@ HOSTILE = ("You are stupid and I will not help you.", "Go away.", "I do not care
            "That is a dumb question.", "Leave me alone.")
 UNHELPFUL = ("I do not know.", "No.", "Maybe.", "Ask someone else.", "...")
 
+BATCH_SIZE, LR = 32, 1e-3
+"""Preference-model training: pairs per step and AdamW learning rate."""
+
 PromptOf = Callable[[Body, int, random.Random], str]
 """How the preference model's i-th training prompt is written for a request body."""
 
@@ -112,10 +115,15 @@ class PreferenceModel:
 
 
 def train_preference_model(tokenizer: PreTrainedTokenizerFast, train: list[Body], *, steps: int = 400,
-                           batch_size: int = 32, lr: float = 1e-3, seed: int = 0, prompt_of: PromptOf = plain_prompt,
+                           batch_size: int = BATCH_SIZE, lr: float = LR, seed: int = 0, prompt_of: PromptOf = plain_prompt,
                            progress: bool = True) -> PreferenceModel:
     """Fit a reward model with the pairwise (Bradley–Terry) loss."""
-    triples = preference_pairs(train, seed, prompt_of)
+    return _fit(tokenizer, preference_pairs(train, seed, prompt_of), steps=steps, batch_size=batch_size, lr=lr,
+                seed=seed, progress=progress)
+
+
+def _fit(tokenizer: PreTrainedTokenizerFast, triples: list[tuple[str, str, str]], *, steps: int, batch_size: int,
+         lr: float, seed: int, progress: bool) -> PreferenceModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = RewardModel(len(tokenizer))
@@ -149,12 +157,12 @@ def helpful_vs_hate_auroc(pm: PreferenceModel, bodies: list[Body], prompt_of: Pr
 def cached_preference_model(cache: Path, tokenizer: PreTrainedTokenizerFast, train: list[Body], *, steps: int,
                             seed: int, prompt_of: PromptOf = plain_prompt, progress: bool = True) -> PreferenceModel:
     """Train once per (tokenizer, data and its prompts, steps, seed) and reuse from ``cache``."""
-    prompts = [t[0] for t in preference_pairs(train, seed, prompt_of)]
-    key = hashlib.sha256(json.dumps([tokenizer.backend_tokenizer.to_str(), prompts, len(train), steps,
+    triples = preference_pairs(train, seed, prompt_of)
+    key = hashlib.sha256(json.dumps([tokenizer.backend_tokenizer.to_str(), [t[0] for t in triples], len(train), steps,
                                      seed]).encode()).hexdigest()[:16]
     directory = cache / "preference-models" / key
     if (directory / "reward_model.json").is_file():
         return PreferenceModel(model=RewardModel.load(directory), tokenizer=tokenizer)
-    pm = train_preference_model(tokenizer, train, steps=steps, seed=seed, prompt_of=prompt_of, progress=progress)
+    pm = _fit(tokenizer, triples, steps=steps, batch_size=BATCH_SIZE, lr=LR, seed=seed, progress=progress)
     pm.model.save(directory)
     return pm
