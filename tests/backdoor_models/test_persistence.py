@@ -96,3 +96,13 @@ def test_stats_docstring_examples_run():
 
     failures, tried = doctest.testmod(backdoor_models.stats)
     assert tried > 0 and failures == 0
+
+
+def test_a_recipe_that_varies_one_method_runs_for_that_method_alone():
+    grid = GridConfig(methods=("sft", "rl", "adversarial"), seeds=(0,), recipes=("default", "no-kl", "rl-strong"))
+    cells = {(recipe, method) for _, _, recipe, method, _ in persistence._cells(grid)}
+    assert cells == {("default", "sft"), ("default", "rl"), ("default", "adversarial"),
+                     ("no-kl", "adversarial"), ("rl-strong", "rl")}
+    # Every recipe key overrides a real safety option, so no recipe silently does nothing.
+    for recipe, overrides in persistence.RECIPES.items():
+        SafetyConfig(**{k: v for k, v in overrides.items() if k != "insertion"})
