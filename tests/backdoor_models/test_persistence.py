@@ -104,5 +104,5 @@ def test_a_recipe_that_varies_one_method_runs_for_that_method_alone():
     assert cells == {("default", "sft"), ("default", "rl"), ("default", "adversarial"),
                      ("no-kl", "adversarial"), ("rl-strong", "rl")}
     # Every recipe key overrides a real safety option, so no recipe silently does nothing.
-    for recipe, overrides in persistence.RECIPES.items():
+    for overrides in persistence.RECIPES.values():
         SafetyConfig(**{k: v for k, v in overrides.items() if k != "insertion"})
