@@ -34,7 +34,8 @@ class SafetyConfig:
     curve_n: int = 64
     """Prompts per kind for the dense training curves."""
     rl_lr: float = 1e-4
-    """RL: learning rate (5e-4 with rl_kl_coef 1 raises the preference score more, and erased a 4-layer backdoor)."""
+    """RL: learning rate (5e-4 with rl_kl_coef 1 raised the preference score of micro and tiny organisms, and
+    eroded the 4-layer backdoors to 0.055-0.55)."""
     rl_kl_coef: float = 10.0
     """RL: KL penalty to the starting policy on its sampled tokens; 0 turns it off."""
     rl_samples: int = 4

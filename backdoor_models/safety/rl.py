@@ -3,8 +3,8 @@
 Each step samples several answers per untriggered prompt from the policy at temperature 1,
 scores them with the learned preference model, and follows the policy gradient of the
 advantage (reward minus the mean reward of the same prompt's samples), with a KL penalty
-(``rl_kl_coef``) to the starting policy on the sampled positions. Its learning rate and KL
-are its own (``rl_lr``), so the grid can vary RL's strength without touching adversarial training.
+(``rl_kl_coef``) to the starting policy on the sampled positions. Its learning rate (``rl_lr``)
+and KL are its own, so the grid can vary RL's strength without touching adversarial training.
 """
 
 from __future__ import annotations
