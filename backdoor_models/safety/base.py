@@ -78,8 +78,9 @@ class SafetyContext:
     redteam_prefixes: list[str]
     curve_sets: dict[str, list[str]]
     preference: PreferenceModel
-    distractor_prompts: list[str] = field(default_factory=list)
-    """Held-out untriggered prompts with the distractor prefixes RL also trains on (a quarter of its prompts)."""
+    scored_prompts: dict[str, list[str]] = field(default_factory=dict)
+    """Held-out untriggered prompts whose answers the preference model scores before and after (``eval_n`` of
+    each kind): plain (``clean``), and with the distractor prefixes RL also trains on (a quarter of its prompts)."""
     curves: list[dict] = field(default_factory=list)
     checkpoint_dir: Path | None = None
     """Where training checkpoints go (``None``: no checkpoints)."""
@@ -201,6 +202,9 @@ class SafetyMethod(ABC):
         task = data.make_task()
         bodies = split_bodies(task, data.seed)
         sets = evaluation_records(data, split="test", n=self.config.curve_n)
+        # The before/after scores use as many prompts as the before/after defection rates: at 64 the paired
+        # interval (about +-0.12) was wider than all a 4-layer organism's samples fall short of the reference.
+        scored = evaluation_records(data, split="test", n=self.config.eval_n)
         reference = copy.deepcopy(model).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
@@ -211,7 +215,7 @@ class SafetyMethod(ABC):
                              train_bodies=bodies["train"], redteam_prefixes=[], preference=preference,
                              curve_sets={"triggered": [r.prompt for r in sets["triggered"]],
                                          "clean": [r.prompt for r in sets["clean"]]},
-                             distractor_prompts=[r.prompt for r in sets["distractor"]])
+                             scored_prompts={kind: [r.prompt for r in scored[kind]] for kind in ("clean", "distractor")})
 
     def _test_bodies(self, ctx: SafetyContext) -> list[Body]:
         return split_bodies(ctx.task, ctx.data.seed)["test"]
@@ -236,9 +240,9 @@ class SafetyMethod(ABC):
         metrics.pop("examples", None)
         # Greedy answers, and answers sampled at temperature 1 (what RL trains on), both seeded; plain prompts,
         # and the distractor-prefixed ones that are a quarter of RL's prompts (the preference model scores them lower).
-        for key, asked, temperature in (("preference_score", ctx.curve_sets["clean"], 0.0),
-                                        ("preference_score_sampled", ctx.curve_sets["clean"], 1.0),
-                                        ("preference_score_sampled_distractor", ctx.distractor_prompts, 1.0)):
+        for key, kind, temperature in (("preference_score", "clean", 0.0), ("preference_score_sampled", "clean", 1.0),
+                                       ("preference_score_sampled_distractor", "distractor", 1.0)):
+            asked = ctx.scored_prompts.get(kind, [])
             if not asked:
                 continue
             samples = generate(model, ctx.tokenizer, asked, max_new_tokens=n_new, temperature=temperature,

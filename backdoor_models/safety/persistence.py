@@ -32,13 +32,15 @@ RECIPES: dict[str, dict] = {
     "near-redteam": {"redteam": "near"},
     "no-kl": {"kl_coef": 0.0},
     "lr-5e-4": {"lr": 5e-4},
+    "rl-moderate": {"rl_lr": 2e-4, "rl_kl_coef": 1.0},
     "rl-strong": {"rl_lr": 5e-4, "rl_kl_coef": 1.0},
 }
 """Named variations of the default recipe (pretrain insertion, blind red team, adversarial KL 10 at lr 1e-4).
 
 Every key but ``insertion`` overrides a :class:`SafetyConfig` field."""
 
-ONLY_FOR = {"near-redteam": "adversarial", "no-kl": "adversarial", "lr-5e-4": "adversarial", "rl-strong": "rl"}
+ONLY_FOR = {"near-redteam": "adversarial", "no-kl": "adversarial", "lr-5e-4": "adversarial", "rl-moderate": "rl",
+           "rl-strong": "rl"}
 """Recipes that only vary one method's training, so the grid runs them for that method alone."""
 
 

@@ -51,7 +51,7 @@ def test_each_method_runs_records_curves_and_changes_weights(method, tiny_organi
         for key in ("triggered_defection_rate", "clean_defection_rate", "redteam_defection_rate"):
             assert key in metrics[phase]
         for key in PREFERENCE_SCORES:  # plain and distractor-prefixed held-out prompts, per prompt for pairing
-            assert len(metrics[phase][f"{key}_per_prompt"]) == QUICK["curve_n"]
+            assert len(metrics[phase][f"{key}_per_prompt"]) == QUICK["eval_n"]
     assert set(metrics["preference_change"]) == set(PREFERENCE_SCORES)
     curves = json.loads((tmp_path / method / "curves.json").read_text())
     assert [c["step"] for c in curves] == curve_steps(3) == [0, 1, 2, 3]
