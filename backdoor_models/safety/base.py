@@ -202,8 +202,8 @@ class SafetyMethod(ABC):
         task = data.make_task()
         bodies = split_bodies(task, data.seed)
         sets = evaluation_records(data, split="test", n=self.config.curve_n)
-        # The before/after scores use as many prompts as the before/after defection rates: at 64 the paired
-        # interval (about +-0.12) was wider than all a 4-layer organism's samples fall short of the reference.
+        # The before/after scores use as many prompts as the before/after defection rates. At 64 the paired
+        # interval (about +-0.12) was wider than a 4-layer organism's whole gap to the reference answers.
         scored = evaluation_records(data, split="test", n=self.config.eval_n)
         reference = copy.deepcopy(model).eval()
         for p in reference.parameters():
