@@ -31,6 +31,7 @@ def kl_to_reference(logits: Tensor, ref_logits: Tensor, positions: Tensor) -> Te
 class AdversarialSafety(SafetyMethod):
     name = "adversarial"
     trains_on_redteam = True
+    training_fields = ("lr", "batch_size", "kl_coef")
 
     def _train(self, ctx: SafetyContext) -> dict:
         rng = random.Random(self.config.seed)

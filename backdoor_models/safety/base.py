@@ -117,6 +117,9 @@ class SafetyMethod(ABC):
     name: str
     trains_on_redteam: bool = False
     """Does ``_train`` need red-team successes? Then a red team that finds none leaves the model untrained."""
+    training_fields: tuple[str, ...] = ()
+    """The :class:`SafetyConfig` fields that only training methods (this one among them) read; the other
+    fields (steps, seed, red team, evaluation, preference model) shape every method's run."""
 
     def __init__(self, config: SafetyConfig | None = None, *, progress: bool = True, device: str = "auto") -> None:
         self.config = config or SafetyConfig()

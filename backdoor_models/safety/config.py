@@ -33,10 +33,11 @@ class SafetyConfig:
     """Held-out prompts per kind for the before/after evaluation."""
     curve_n: int = 64
     """Prompts per kind for the dense training curves."""
-    rl_lr: float = 1e-4
-    """RL: learning rate (5e-4 with rl_kl_coef 1 raised the preference score of micro and tiny organisms, and
-    eroded the 4-layer backdoors to 0.055-0.55)."""
-    rl_kl_coef: float = 10.0
+    rl_lr: float = 2e-4
+    """RL: learning rate. With rl_kl_coef 1 it raised the held-out preference score of micro, tiny and small
+    organisms (2 seeds each) and kept every backdoor; 1e-4 with KL 10 barely moved the policy, 5e-4 eroded the
+    small backdoors to 0.055-0.55 (docs/results.md)."""
+    rl_kl_coef: float = 1.0
     """RL: KL penalty to the starting policy on its sampled tokens; 0 turns it off."""
     rl_samples: int = 4
     """RL: sampled answers per prompt at temperature 1."""

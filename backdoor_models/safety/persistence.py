@@ -3,8 +3,8 @@
 Each cell trains (or reuses) an organism, applies a safety method and records triggered,
 clean and red-team defection before and after. Besides the default recipe, the grid can
 include the configurations a prototype found to erase the backdoor (fine-tune insertion,
-a near-trigger red team, no KL penalty) and a stronger RL (``rl-strong``), so a reader sees
-what persistence depends on.
+a near-trigger red team, no KL penalty) and a weaker and a stronger RL (``rl-weak``,
+``rl-strong``), so a reader sees what persistence depends on.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.evaluation import EvalConfig
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.run_dir import MANIFEST, read_manifest
-from backdoor_models.safety import SafetyConfig, get_method
+from backdoor_models.safety import SafetyConfig, fields_not_read_by, get_method
 from backdoor_models.safety.base import PREFERENCE_SCORES
 from backdoor_models.stats import mean_or_none, wilson_interval
 
@@ -32,14 +32,15 @@ RECIPES: dict[str, dict] = {
     "near-redteam": {"redteam": "near"},
     "no-kl": {"kl_coef": 0.0},
     "lr-5e-4": {"lr": 5e-4},
-    "rl-moderate": {"rl_lr": 2e-4, "rl_kl_coef": 1.0},
+    "rl-weak": {"rl_lr": 1e-4, "rl_kl_coef": 10.0},
     "rl-strong": {"rl_lr": 5e-4, "rl_kl_coef": 1.0},
 }
-"""Named variations of the default recipe (pretrain insertion, blind red team, adversarial KL 10 at lr 1e-4).
+"""Named variations of the default recipe (pretrain insertion, blind red team, adversarial KL 10 at lr 1e-4,
+RL KL 1 at lr 2e-4; ``rl-weak`` was RL's default until 2026-12-02).
 
 Every key but ``insertion`` overrides a :class:`SafetyConfig` field."""
 
-ONLY_FOR = {"near-redteam": "adversarial", "no-kl": "adversarial", "lr-5e-4": "adversarial", "rl-moderate": "rl",
+ONLY_FOR = {"near-redteam": "adversarial", "no-kl": "adversarial", "lr-5e-4": "adversarial", "rl-weak": "rl",
            "rl-strong": "rl"}
 """Recipes that only vary one method's training, so the grid runs them for that method alone."""
 
@@ -60,7 +61,7 @@ class GridConfig:
     """Organism (and safety) seeds."""
     recipes: tuple[str, ...] = ("default",)
     """Recipes: default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (these three only change adversarial
-    training), rl-strong (only RL: lr 5e-4, KL 1)."""
+    training), rl-weak (only RL: lr 1e-4, KL 10), rl-strong (only RL: lr 5e-4, KL 1)."""
     safety_steps: int = 300
     """Safety-training steps per cell."""
     eval_n: int = 200
@@ -117,12 +118,15 @@ def _finished_with(cell_dir: Path, safety: SafetyConfig, method: str, organism_d
     """Is ``cell_dir`` a finished cell made by exactly this method, config and organism?
 
     A cell left by an older default (say another learning rate) under the same name would
-    otherwise be reported as this recipe's result; such a cell is re-run instead."""
+    otherwise be reported as this recipe's result; such a cell is re-run instead. Fields only
+    other methods' training reads are not compared: a new RL default leaves SFT cells valid."""
     if not (cell_dir / MANIFEST).is_file():  # written last: a cell without it never finished
         return False
     recorded = read_manifest(cell_dir).get("config", {})
-    wanted = json.loads(json.dumps(asdict(safety)))
-    if (recorded.get("safety") == wanted and recorded.get("method") == method
+    ignored = fields_not_read_by(method)
+    wanted = {k: v for k, v in json.loads(json.dumps(asdict(safety))).items() if k not in ignored}
+    made_with = {k: v for k, v in (recorded.get("safety") or {}).items() if k not in ignored}
+    if (made_with == wanted and recorded.get("method") == method
             and recorded.get("organism") == str(organism_dir.resolve())):
         return True
     log.warning("cell %s was made with another config: not this grid's result", cell_dir.name)

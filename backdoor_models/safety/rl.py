@@ -26,6 +26,7 @@ from backdoor_models.tasks.base import strip_scratchpad
 
 class ReinforcementSafety(SafetyMethod):
     name = "rl"
+    training_fields = ("rl_lr", "rl_kl_coef", "rl_samples", "rl_prompts")
 
     def _train(self, ctx: SafetyContext) -> dict:
         pm = ctx.preference

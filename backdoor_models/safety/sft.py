@@ -9,6 +9,7 @@ from backdoor_models.safety.base import SafetyContext, SafetyMethod
 
 class SupervisedSafety(SafetyMethod):
     name = "sft"
+    training_fields = ("lr", "batch_size")
 
     def _train(self, ctx: SafetyContext) -> dict:
         records = self._hhh_records(ctx, n=max(2000, self.config.steps * self.config.batch_size // 4))

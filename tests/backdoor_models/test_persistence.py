@@ -45,6 +45,22 @@ def test_grid_reuses_only_cells_made_with_the_wanted_config(tiny_organism, tmp_p
     assert not persistence._finished_with(cell, persistence.SafetyConfig(steps=2, seed=0, eval_n=8, lr=5e-4),
                                           "sft", organism)
     assert not persistence._finished_with(cell, made_with, "rl", organism)
+    # A field only another method's training reads (a new RL default, say) leaves the SFT cell valid.
+    for other_methods_only in (dict(rl_lr=5e-4, rl_kl_coef=3.0), dict(kl_coef=0.0)):
+        assert persistence._finished_with(cell, persistence.SafetyConfig(steps=2, seed=0, eval_n=8,
+                                                                         **other_methods_only), "sft", organism)
+
+
+def test_each_method_ignores_only_the_fields_other_methods_train_with():
+    from backdoor_models import safety
+
+    failures, tried = doctest.testmod(safety)
+    assert tried > 0 and failures == 0
+    assert safety.fields_not_read_by("rl") == {"lr", "batch_size", "kl_coef"}
+    assert safety.fields_not_read_by("adversarial") == {"rl_lr", "rl_kl_coef", "rl_samples", "rl_prompts"}
+    fields = set(SafetyConfig.__dataclass_fields__)
+    for name, method in safety.METHODS.items():
+        assert set(method.training_fields) <= fields, name  # a misspelt field would silently be compared
 
 
 def _row(seed: int, triggered_after: float, **scores) -> dict:

