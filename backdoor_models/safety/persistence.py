@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from backdoor_models.artifacts import read_json, write_json
@@ -26,23 +26,33 @@ from backdoor_models.stats import mean_or_none, wilson_interval
 
 log = logging.getLogger(__name__)
 
-RECIPES: dict[str, dict] = {
-    "default": {},
-    "finetune-insertion": {"insertion": "finetune"},
-    "near-redteam": {"redteam": "near"},
-    "no-kl": {"kl_coef": 0.0},
-    "lr-5e-4": {"lr": 5e-4},
-    "rl-weak": {"rl_lr": 1e-4, "rl_kl_coef": 10.0},
-    "rl-strong": {"rl_lr": 5e-4, "rl_kl_coef": 1.0},
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """A named variation of the default recipe: how the organism is made and which safety options change."""
+
+    insertion: str = "pretrain"
+    """How the organism's backdoor is inserted (``pretrain`` or ``finetune``)."""
+    safety: dict = field(default_factory=dict)
+    """:class:`SafetyConfig` fields that differ from the defaults."""
+    only_for: str | None = None
+    """The one method whose training this recipe varies (the grid runs it for that method alone); None: all."""
+
+
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe(),
+    "finetune-insertion": Recipe(insertion="finetune"),
+    "near-redteam": Recipe(safety={"redteam": "near"}, only_for="adversarial"),
+    "no-kl": Recipe(safety={"kl_coef": 0.0}, only_for="adversarial"),
+    "lr-5e-4": Recipe(safety={"lr": 5e-4}, only_for="adversarial"),
+    "rl-weak": Recipe(safety={"rl_lr": 1e-4, "rl_kl_coef": 10.0}, only_for="rl"),
+    "rl-strong": Recipe(safety={"rl_lr": 5e-4, "rl_kl_coef": 1.0}, only_for="rl"),
+    # SFT at lr 1e-4 sits below where a tiny or micro organism's own training ended (10% of 2e-3 / 3e-3), so it
+    # barely moves them; these ask whether a stronger SFT raises the held-out preference score, and at what cost.
+    "sft-lr-3e-4": Recipe(safety={"lr": 3e-4}, only_for="sft"),
+    "sft-lr-1e-3": Recipe(safety={"lr": 1e-3}, only_for="sft"),
 }
 """Named variations of the default recipe (pretrain insertion, blind red team, adversarial KL 10 at lr 1e-4,
-RL KL 1 at lr 2e-4; ``rl-weak`` was RL's default until 2026-12-02).
-
-Every key but ``insertion`` overrides a :class:`SafetyConfig` field."""
-
-ONLY_FOR = {"near-redteam": "adversarial", "no-kl": "adversarial", "lr-5e-4": "adversarial", "rl-weak": "rl",
-           "rl-strong": "rl"}
-"""Recipes that only vary one method's training, so the grid runs them for that method alone."""
+RL KL 1 at lr 2e-4; ``rl-weak`` was RL's default until 2026-12-02)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +71,8 @@ class GridConfig:
     """Organism (and safety) seeds."""
     recipes: tuple[str, ...] = ("default",)
     """Recipes: default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (these three only change adversarial
-    training), rl-weak (only RL: lr 1e-4, KL 10), rl-strong (only RL: lr 5e-4, KL 1)."""
+    training), rl-weak (only RL: lr 1e-4, KL 10), rl-strong (only RL: lr 5e-4, KL 1), sft-lr-3e-4 and sft-lr-1e-3
+    (only SFT)."""
     safety_steps: int = 300
     """Safety-training steps per cell."""
     eval_n: int = 200
@@ -73,7 +84,7 @@ def _cells(grid: GridConfig):
         for variant in grid.variants:
             for recipe in grid.recipes:
                 for method in grid.methods:
-                    if ONLY_FOR.get(recipe, method) != method:
+                    if RECIPES[recipe].only_for not in (None, method):
                         continue
                     for seed in grid.seeds:
                         yield size, variant, recipe, method, seed
@@ -90,12 +101,10 @@ def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True,
     out_dir = Path(out_dir)
     rows = []
     for size, variant, recipe, method, seed in _cells(grid):
-        overrides = RECIPES[recipe]
-        insertion = overrides.get("insertion", "pretrain")
+        insertion = RECIPES[recipe].insertion
         organism_dir = out_dir / "organisms" / f"{grid.task}-{variant}-{size}-{insertion}-s{seed}"
         cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
-        safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n,
-                              **{k: v for k, v in overrides.items() if k != "insertion"})
+        safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n, **RECIPES[recipe].safety)
         if finished_only and not _finished_with(cell_dir, safety, method, organism_dir):
             log.info("cell %s is not finished: left out", cell_dir.name)
             continue

