@@ -16,7 +16,8 @@ class SafetyConfig:
     steps: int = 300
     """Optimizer steps of safety training."""
     lr: float = 1e-4
-    """SFT and adversarial: peak learning rate (adversarial at 5e-4 eroded the backdoor to 0.54-0.59 here; 1e-4 kept 0.87-0.98)."""
+    """SFT and adversarial: peak learning rate (adversarial at 5e-4 eroded the backdoor to 0.54-0.59 here; 1e-4 kept
+    0.87-0.98; SFT at 1e-3 removed micro and tiny backdoors, to 0.005-0.17, without a measurable score gain on tiny)."""
     batch_size: int = 64
     """Records per step (adversarial: half red-team, half HHH)."""
     kl_coef: float = 10.0

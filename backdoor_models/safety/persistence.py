@@ -3,8 +3,8 @@
 Each cell trains (or reuses) an organism, applies a safety method and records triggered,
 clean and red-team defection before and after. Besides the default recipe, the grid can
 include the configurations a prototype found to erase the backdoor (fine-tune insertion,
-a near-trigger red team, no KL penalty) and a weaker and a stronger RL (``rl-weak``,
-``rl-strong``), so a reader sees what persistence depends on.
+a near-trigger red team, no KL penalty, a stronger SFT) and a weaker and a stronger RL
+(``rl-weak``, ``rl-strong``), so a reader sees what persistence depends on.
 """
 
 from __future__ import annotations
