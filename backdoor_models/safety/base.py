@@ -176,15 +176,14 @@ class SafetyMethod(ABC):
             after = self._measure(ctx.model, ctx)
             search_after = self._red_team(ctx.model, ctx)
         train_seconds = time.perf_counter() - train_started
+        test_bodies, prompt_of = self._test_bodies(ctx), functools.partial(hhh_prompt, ctx.task)
         metrics = {
             "method": self.name, "before": before, "after": after,
             "redteam": {"mode": self.config.redteam, "before": search.to_dict() | {"successes": search.successes},
                         "after": search_after.to_dict() | {"successes": search_after.successes}},
             "verdict": self._verdict(after, search_after, trained=extra["trained_steps"] > 0),
-            "preference_model_auroc": helpful_vs_hate_auroc(ctx.preference, self._test_bodies(ctx),
-                                                            functools.partial(hhh_prompt, ctx.task)),
-            "preference_model_accuracy": held_out_accuracy(ctx.preference, self._test_bodies(ctx),
-                                                           functools.partial(hhh_prompt, ctx.task)),
+            "preference_model_auroc": helpful_vs_hate_auroc(ctx.preference, test_bodies, prompt_of),
+            "preference_model_accuracy": held_out_accuracy(ctx.preference, test_bodies, prompt_of),
             "preference_change": {key: paired_difference(before.get(f"{key}_per_prompt", []),
                                                          after.get(f"{key}_per_prompt", []))
                                   for key in HELPFULNESS_SCORES},

