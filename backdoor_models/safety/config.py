@@ -18,7 +18,7 @@ class SafetyConfig:
     lr: float = 1e-4
     """SFT and adversarial: peak learning rate (adversarial at 5e-4 eroded the backdoor to 0.54-0.59 here; 1e-4 kept
     0.87-0.98; SFT at 1e-3 removed micro and tiny backdoors, to 0.005-0.17; SFT raises tiny's held-out
-    exact-answer rate at every lr but not its preference score)."""
+    exact-answer rate at every lr but not its preference score; small's, whose SFT loss is 0.04, neither)."""
     batch_size: int = 64
     """Records per step (adversarial: half red-team, half HHH)."""
     kl_coef: float = 10.0
@@ -37,8 +37,8 @@ class SafetyConfig:
     """Prompts per kind for the dense training curves."""
     rl_lr: float = 2e-4
     """RL: learning rate. With rl_kl_coef 1 it raised the held-out preference score of micro, tiny and small
-    organisms (2 seeds each; 3 of the 4 micro and tiny ones under the 2000-step preference model) and kept every
-    backdoor; 1e-4 with KL 10 barely moved the policy, 5e-4 eroded the small backdoors to 0.055-0.55
+    organisms (2 seeds each) under the 200-step preference model; under the 2000-step one it raised micro s0/s1 and
+    tiny s1 only (small: +0.01, +0.03, with fewer exact answers) and kept every backdoor; 1e-4 with KL 10 barely moved the policy, 5e-4 eroded the small backdoors to 0.055-0.55
     (docs/results.md)."""
     rl_kl_coef: float = 1.0
     """RL: KL penalty to the starting policy on its sampled tokens; 0 turns it off."""
