@@ -21,6 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +88,9 @@ class RewardModel(nn.Module):
     def from_language_model(cls, lm: PreTrainedModel) -> RewardModel:
         """A trainable copy of ``lm``'s transformer (without its unembedding) on the CPU; ``lm`` is left as it was."""
         # requires_grad is set again: ``lm`` may be a frozen reference, and a copy of it would train only the head.
-        return cls(copy.deepcopy(lm.base_model).cpu().requires_grad_(True))
+        backbone = cast(PreTrainedModel, copy.deepcopy(lm.base_model).cpu())
+        backbone.requires_grad_(True)
+        return cls(backbone)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
