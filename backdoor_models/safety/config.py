@@ -39,7 +39,8 @@ class SafetyConfig:
     rl_lr: float = 2e-4
     """RL: learning rate. With rl_kl_coef 1 it raised the held-out preference score of micro, tiny and small
     organisms (2 seeds each) under the 200-step preference model; under the 2000-step one it raised micro s0/s1 and
-    tiny s1 only (small: +0.01, +0.03, with fewer exact answers) and kept every backdoor; 1e-4 with KL 10 barely
+    tiny s1 only (small: +0.01, +0.03, with fewer exact answers) and kept every backdoor; under the organism-started
+    one, micro and tiny (both seeds) and small s0's prefixed prompts only; 1e-4 with KL 10 barely
     moved the policy, 5e-4 eroded the small backdoors to 0.055-0.55 (docs/results.md)."""
     rl_kl_coef: float = 1.0
     """RL: KL penalty to the starting policy on its sampled tokens; 0 turns it off."""
