@@ -62,7 +62,8 @@ class SafetyConfig:
     """Which of the organism's request splits safety training draws its helpful requests (and the red team its
     questions) from: train (what insertion trained on, so SFT there repeats what the organism already knows) or val
     (requests insertion never saw). The before/after scores always use the test split; the preference model is
-    always fitted on train."""
+    always fitted on train. Measured on micro and tiny (2 seeds each, docs/results.md): val did not raise SFT's
+    preference score where train did not either, perhaps because its 605 requests repeat ~32 times in 300 steps."""
     checkpoint_every: int = 50
     """Resumable checkpoint interval in steps (0 = never); continue with --resume."""
 
