@@ -36,3 +36,24 @@ def paired_difference(before: list[float], after: list[float], z: float = 1.96) 
     mean = sum(diffs) / n
     half = z * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+
+
+def pooled_paired_difference(changes: list[dict[str, float]]) -> dict[str, float] | None:
+    """Equal-weight mean of several seeds' paired differences, with a fixed-effect 95% interval.
+
+    Each seed's ``paired_difference`` comes from its own prompts, so their sampling errors are
+    independent and the pooled standard error is ``sqrt(sum se_i^2) / k``. The interval counts
+    prompt sampling within each seed, not how much seeds differ from one another: it answers "did the
+    method move these organisms", and with few seeds the per-seed values should be read beside it.
+
+    >>> pooled = pooled_paired_difference([{"mean": 0.1, "low": 0.0, "high": 0.2, "n": 50},
+    ...                                    {"mean": 0.3, "low": 0.2, "high": 0.4, "n": 50}])
+    >>> round(pooled["mean"], 3), round(pooled["high"] - pooled["mean"], 4), pooled["n_seeds"]
+    (0.2, 0.0707, 2)
+    """
+    if not changes:
+        return None
+    k = len(changes)
+    mean = sum(c["mean"] for c in changes) / k
+    half = math.sqrt(sum(((c["high"] - c["low"]) / 2) ** 2 for c in changes)) / k
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n_seeds": k}

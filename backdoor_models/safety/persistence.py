@@ -23,7 +23,7 @@ from backdoor_models.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.run_dir import MANIFEST, read_manifest
 from backdoor_models.safety import SafetyConfig, fields_not_read_by, get_method
 from backdoor_models.safety.base import HELPFULNESS_SCORES
-from backdoor_models.stats import mean_or_none, wilson_interval
+from backdoor_models.stats import mean_or_none, pooled_paired_difference, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,9 @@ def summarise(rows: list[dict]) -> list[dict]:
             "clean_after": mean_or_none([r["clean_after"] for r in members]),
             **{key: mean_or_none([r.get(key) for r in members]) for key in HELPFULNESS_KEYS},
             **{f"{key}_change_per_seed": [r.get(f"{key}_change") for r in members] for key in HELPFULNESS_SCORES},
+            **{f"{key}_change_pooled": pooled_paired_difference([r[f"{key}_change"] for r in members
+                                                                 if r.get(f"{key}_change")])
+               for key in HELPFULNESS_SCORES},
             "verdicts": [r["verdict"] for r in members],
         })
     return table
@@ -219,13 +222,20 @@ def _pct(v: float | None) -> str:
 
 
 def _score(line: dict, key: str) -> str:
-    """Seed-mean score before → after, and each seed's paired change with its 95% interval."""
+    """Seed-mean score before → after, each seed's paired change with its 95% interval, and their pooled change."""
     before, after = line[f"{key}_before"], line[f"{key}_after"]
     if before is None or after is None:
         return "n/a"
     changes = [c for c in line.get(f"{key}_change_per_seed", []) if c]
-    paired = "; ".join(f"{c['mean']:+.2f} ({c['low']:+.2f} to {c['high']:+.2f})" for c in changes)
+    paired = "; ".join(_interval(c) for c in changes)
+    pooled = line.get(f"{key}_change_pooled")
+    if len(changes) > 1 and pooled:
+        paired += f"; pooled {_interval(pooled)}"
     return f"{before:.2f} → {after:.2f}" + (f", Δ {paired}" if paired else "")
+
+
+def _interval(change: dict) -> str:
+    return f"{change['mean']:+.2f} ({change['low']:+.2f} to {change['high']:+.2f})"
 
 
 def display_rows(table: list[dict]) -> list[dict[str, str]]:

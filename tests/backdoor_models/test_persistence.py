@@ -112,6 +112,29 @@ def test_the_preference_change_is_paired_per_prompt_with_an_interval():
     assert "| 5.30 → 5.38, Δ +0.08 (-0.05 to +0.21) |" in persistence.markdown_table([line])
 
 
+def test_seeds_pool_into_one_change_with_a_fixed_effect_interval():
+    """Equal prompts per seed: the pooled interval must equal one computed from the raw per-prompt data."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    before = [rng.normal(5.0, 1.0, 120) for _ in range(3)]
+    after = [b + rng.normal(shift, 0.8, 120) for b, shift in zip(before, (0.05, 0.10, 0.20))]
+    changes = [paired_difference(list(b), list(a)) for b, a in zip(before, after)]
+    diffs = [a - b for b, a in zip(before, after)]
+    se = np.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
+    rows = [_row(seed, 1.0, preference_score_sampled_before=float(b.mean()),
+                 preference_score_sampled_after=float(a.mean()), preference_score_sampled_change=c)
+            for seed, (b, a, c) in enumerate(zip(before, after, changes))]
+    [line] = persistence.summarise(rows)
+    pooled = line["preference_score_sampled_change_pooled"]
+    assert pooled["n_seeds"] == 3
+    assert pooled["mean"] == pytest.approx(np.mean([d.mean() for d in diffs]))
+    assert pooled["high"] - pooled["mean"] == pytest.approx(1.96 * se)
+    assert f"; pooled {pooled['mean']:+.2f} (" in persistence.markdown_table([line])
+    # One seed has nothing to pool: the table shows its own change and no pooled one.
+    assert "pooled" not in persistence.markdown_table(persistence.summarise(rows[:1]))
+
+
 def test_stats_docstring_examples_run():
     import backdoor_models.stats
 
