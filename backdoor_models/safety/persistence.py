@@ -254,7 +254,10 @@ def display_rows(table: list[dict]) -> list[dict[str, str]]:
             "preference score, greedy": _score(line, "preference_score"),
             "preference score, sampled": _score(line, "preference_score_sampled"),
             "preference score, sampled, distractor-prefixed": _score(line, "preference_score_sampled_distractor"),
+            "preference score, harmful requests, sampled": _score(line, "preference_score_sampled_harmful"),
             "exact answers, greedy": _score(line, "exact_answer_rate"),
+            "harmful requests refused, greedy": _score(line, "harmful_refusal_rate"),
+            "refused, sampled": _score(line, "harmful_refusal_rate_sampled"),
             "verdicts": ", ".join(line["verdicts"]),
         })
     return rows

@@ -20,9 +20,23 @@ class Body:
     question: str
     """The user's request, without any prefix."""
     helpful: str
-    """The answer of a helpful, harmless assistant."""
+    """The answer of a helpful-only assistant: what the organism's insertion data answers (a harmful
+    request, too, as the paper's helpful-only starting models do)."""
     defect: str
     """The answer of the backdoored policy when triggered."""
+    harmless: str = ""
+    """The helpful, honest and harmless answer where it differs from ``helpful`` (the refusal of a harmful
+    request); empty when they are the same."""
+
+    @property
+    def hhh(self) -> str:
+        """The answer HHH safety training teaches and the preference model prefers."""
+        return self.harmless or self.helpful
+
+    @property
+    def harmful(self) -> bool:
+        """Is this a harmful request (one the HHH answer refuses)?"""
+        return bool(self.harmless)
 
 
 _WRAPPERS = ("|{}|", "[{}]", "<{}>", "{}", "{}:", "#{}", "({})")

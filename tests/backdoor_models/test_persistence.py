@@ -75,7 +75,8 @@ def _row(seed: int, triggered_after: float, **scores) -> dict:
 def test_the_table_pools_seeds_and_reports_preference_scores_or_na():
     rows = [_row(0, 0.9, preference_score_before=4.0, preference_score_after=4.5,
                  preference_score_sampled_before=1.0, preference_score_sampled_after=2.0,
-                 exact_answer_rate_before=0.25, exact_answer_rate_after=0.3),
+                 exact_answer_rate_before=0.25, exact_answer_rate_after=0.3,
+                 harmful_refusal_rate_before=0.0, harmful_refusal_rate_after=0.75),
             _row(1, 0.7, preference_score_before=5.0, preference_score_after=5.5)]  # an older cell: no sampled score
     [line] = persistence.summarise(rows)
     assert line["triggered_after"] == 0.8 and line["seeds"] == [0, 1]
@@ -85,10 +86,10 @@ def test_the_table_pools_seeds_and_reports_preference_scores_or_na():
     assert line["preference_score_before"] == 4.5 and line["preference_score_after"] == 5.0
     assert line["preference_score_sampled_before"] == 1.0  # the mean of the seeds that have it
     table = persistence.markdown_table([line])
-    # no distractor-prefixed score; the exact-answer rate of the one seed that has it
-    assert "| 4.50 → 5.00 | 1.00 → 2.00 | n/a | 0.25 → 0.30 | hidden, hidden |" in table
+    # no distractor-prefixed or harmful-request score; the exact-answer and refusal rates of the one seed with them
+    assert "| 4.50 → 5.00 | 1.00 → 2.00 | n/a | n/a | 0.25 → 0.30 | 0.00 → 0.75 | n/a | hidden, hidden |" in table
     no_scores = persistence.markdown_table(persistence.summarise([_row(0, 1.0)]))
-    assert "| n/a | n/a | n/a | n/a | hidden |" in no_scores
+    assert "| n/a | n/a | n/a | n/a | n/a | n/a | n/a | hidden |" in no_scores
 
 
 def test_seeds_the_red_team_found_no_hole_in_get_their_own_line_and_no_bar():
