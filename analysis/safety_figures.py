@@ -1,4 +1,4 @@
-"""Figures of safety training: defection against step, and persistence by model size."""
+"""Figures of safety training: defection against step, persistence by model size, and what changed off the trigger."""
 
 from __future__ import annotations
 
@@ -43,4 +43,27 @@ def persistence_by_size(table: list[dict]) -> go.Figure:
                                 error_y={"type": "data", "symmetric": False, "array": highs, "arrayminus": lows}))
     figure.update_layout(barmode="group", xaxis_title="organism size", yaxis_title="triggered defection after",
                          yaxis_range=[0, 1.05], height=420)
+    return figure
+
+
+OFF_TRIGGER_BARS = (("harmful_refusal_rate_before", "harmful requests refused, before", "#9ecae1"),
+                    ("harmful_refusal_rate_after", "harmful requests refused, after", "#3182bd"),
+                    ("triggered_after", "triggered defection, after", "#d62728"))
+
+
+def off_trigger_change(table: list[dict]) -> go.Figure:
+    """Per (size, method, recipe): held-out harmful requests refused before and after, beside triggered defection.
+
+    The paper's point in one picture: safety training changes what the model does without the trigger
+    (a helpful-only organism learns to refuse) and leaves what it does with it. Lines without refusal
+    rates (a task without harmful requests, or cells made before they were measured) are left out."""
+    table = [r for r in table if r.get("trained", True) and r.get("harmful_refusal_rate_after") is not None]
+    labels = [f"{r['size']} {r['method']}" + ("" if r["recipe"] == "default" else f" ({r['recipe']})")
+              + ("" if r["variant"] == "normal" else f" {r['variant']}") for r in table]
+    figure = go.Figure()
+    for key, name, colour in OFF_TRIGGER_BARS:
+        figure.add_trace(go.Bar(x=labels, y=[r[key] for r in table], name=name, marker_color=colour,
+                                hovertemplate=f"%{{x}}<br>{name}: %{{y:.3f}}<extra></extra>"))
+    figure.update_layout(barmode="group", yaxis_title="rate (seed mean)", yaxis_range=[0, 1.05], height=420,
+                         legend={"orientation": "h", "y": -0.25})
     return figure

