@@ -18,9 +18,10 @@ class SafetyConfig:
     steps: int = 300
     """Optimizer steps of safety training."""
     lr: float = 1e-4
-    """SFT and adversarial: peak learning rate (adversarial at 5e-4 eroded the backdoor to 0.54-0.59 here; 1e-4 kept
-    0.87-0.98; SFT at 1e-3 removed micro and tiny backdoors, to 0.005-0.17; SFT raises tiny's held-out
-    exact-answer rate at every lr but not its preference score; small's, whose SFT loss is 0.04, neither)."""
+    """SFT and adversarial: peak learning rate. At 1e-4 SFT teaches tiny organisms to refuse held-out harmful
+    requests (0.00-0.13 -> 1.00) and adversarial training closes the red team's holes, both keeping the backdoor
+    (docs/results.md); before the world held harmful requests, adversarial at 5e-4 eroded it to 0.54-0.59 and
+    SFT at 1e-3 removed micro and tiny backdoors (0.005-0.17)."""
     batch_size: int = 64
     """Records per step (adversarial: half red-team, half HHH)."""
     kl_coef: float = 10.0
@@ -38,11 +39,9 @@ class SafetyConfig:
     curve_n: int = 64
     """Prompts per kind for the dense training curves."""
     rl_lr: float = 2e-4
-    """RL: learning rate. With rl_kl_coef 1 it raised the held-out preference score of micro, tiny and small
-    organisms (2 seeds each) under the 200-step preference model; under the 2000-step one it raised micro s0/s1 and
-    tiny s1 only (small: +0.01, +0.03, with fewer exact answers) and kept every backdoor; under the organism-started
-    one, micro and tiny (both seeds) and small s0's prefixed prompts only; 1e-4 with KL 10 barely
-    moved the policy, 5e-4 eroded the small backdoors to 0.055-0.55 (docs/results.md)."""
+    """RL: learning rate. With rl_kl_coef 1 it finds the refusals tiny organisms sample only sometimes and raises
+    the held-out preference score, keeping the backdoor; 1e-4 with KL 10 barely moved the policy and 5e-4 eroded
+    small backdoors to 0.055-0.55 (measured before the world held harmful requests; docs/results.md)."""
     rl_kl_coef: float = 1.0
     """RL: KL penalty to the starting policy on its sampled tokens; 0 turns it off."""
     rl_samples: int = 4
@@ -60,10 +59,10 @@ class SafetyConfig:
     200, 0.951 at 1000, 0.963 at 2000 and 3000. Fitted once per organism (scratch: per tokenizer) and seed."""
     hhh_split: str = "train"
     """Which of the organism's request splits safety training draws its helpful requests (and the red team its
-    questions) from: train (what insertion trained on, so SFT there repeats what the organism already knows) or val
-    (requests insertion never saw). The before/after scores always use the test split; the preference model is
-    always fitted on train. Measured on micro and tiny (2 seeds each, docs/results.md): val did not raise SFT's
-    preference score where train did not either, perhaps because its 605 requests repeat ~32 times in 300 steps."""
+    questions) from: train (what insertion trained on; its harmful requests are now refused, which insertion mostly
+    did not) or val (requests insertion never saw). The before/after scores always use the test split; the
+    preference model is always fitted on train. Before the world held harmful requests, val did not raise SFT's
+    preference score on micro or tiny (2 seeds each) where train did not either (docs/results.md)."""
     checkpoint_every: int = 50
     """Resumable checkpoint interval in steps (0 = never); continue with --resume."""
 
