@@ -89,9 +89,10 @@ the refusal)."""
 RESUME_DIR = "resume"
 """Subdirectory of a safety run holding what ``--resume`` needs; removed when the run finishes."""
 
-RESUME_FORMAT = 2
+RESUME_FORMAT = 3
 """Version of ``resume/before.json``; raised when what it holds changes meaning (2: preference scores on
-``eval_n`` prompts, not ``curve_n``), so an older interrupted run is refused, not mixed with new measurements."""
+``eval_n`` prompts, not ``curve_n``; 3: harmful-request scores and refusal rates), so an older interrupted run is
+refused, not mixed with new measurements."""
 
 
 @dataclass
