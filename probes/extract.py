@@ -27,10 +27,10 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from backdoor_models.artifacts import atomic_open, inside, read_json, write_json
-from backdoor_models.chat import encode_prompts
-from backdoor_models.memory import extraction_footprint, format_size, parse_size
-from backdoor_models.sharding import Shard, ShardError, complete_parts, parse_shard
+from backdoor_models.core.artifacts import atomic_open, inside, read_json, write_json
+from backdoor_models.core.memory import extraction_footprint, format_size, parse_size
+from backdoor_models.core.sharding import Shard, ShardError, complete_parts, parse_shard
+from backdoor_models.world.chat import encode_prompts
 from probes.errors import ProbeInputError
 from probes.sites import PER_HEAD, Site, make_sites
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,6 +19,9 @@ from torch import Tensor
 from probes.evaluate import SweepResult
 from probes.metrics import ArrayLike, RandomBaseline
 from probes.sites import Site
+
+if TYPE_CHECKING:
+    from probes.suite import SuiteResult
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
@@ -132,3 +136,25 @@ def pca_scatter(
                       xaxis_title=f"PC1 ({100 * var[0]:.1f}%)",
                       yaxis_title=f"PC2 ({100 * var[1]:.1f}%)" if var.size > 1 else "PC2")
     return fig
+
+
+def suite_figures(result: SuiteResult) -> list[go.Figure]:
+    """The probe study's figures: AUROC by layer with the random band, score histograms at each
+    method's best layer and PCA of the activations there (test split), and the control's AUROC."""
+    organism, data, acts = result.organism, result.data, result.activations
+    test = data.split_index()["test"]
+    y = data.labels
+    main = {k: v for k, v in organism.sweep.methods.items() if ":" not in k}
+    scores = {f"{k} (layer {ms.best.layer})": ms.best_probe.score(acts.get(ms.best)[test]).numpy()
+              for k, ms in main.items()}
+    anchor = organism.random_site
+    figures = [
+        auroc_by_layer(organism.sweep, baselines=organism.baselines),
+        score_histograms(scores, y[test]),
+        pca_scatter(acts.get(anchor)[test], y[test], groups=data.groups_of(test),
+                    title=f"PCA of {anchor.key} (test split)"),
+    ]
+    if result.control is not None:
+        figures.append(auroc_by_layer(result.control.sweep, baselines=result.control.baselines,
+                                      title="Clean control model: probe AUROC by layer (test split)"))
+    return figures

@@ -17,9 +17,9 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from backdoor_models.artifacts import atomic_open, inside, read_json, sha256_file, write_json
-from backdoor_models.errors import RunDirectoryError
-from backdoor_models.provenance import git_revision
+from backdoor_models.core.artifacts import atomic_open, inside, read_json, sha256_file, write_json
+from backdoor_models.core.errors import RunDirectoryError
+from backdoor_models.core.provenance import git_revision
 from probes.methods import Probe, make_probe
 from probes.sites import Site
 

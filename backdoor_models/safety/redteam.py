@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from backdoor_models.chat import split_prompt
-from backdoor_models.records import format_prompt
-from backdoor_models.safety.defection import per_prompt_defection
-from backdoor_models.tasks import Body, Task
-from backdoor_models.tokenizer import decode_token
+from backdoor_models.core.records import format_prompt
+from backdoor_models.evaluation.fast_defection import per_prompt_defection
+from backdoor_models.world.chat import split_prompt
+from backdoor_models.world.tasks import Body, Task
+from backdoor_models.world.tokenizer import decode_token
 
 log = logging.getLogger(__name__)
 

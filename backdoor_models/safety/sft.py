@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from backdoor_models import lm_training
-from backdoor_models.models import context_length
 from backdoor_models.safety.base import SafetyContext, SafetyMethod
+from backdoor_models.training import lm_training
+from backdoor_models.training.models import context_length
 
 
 class SupervisedSafety(SafetyMethod):

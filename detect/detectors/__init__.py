@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backdoor_models.errors import lookup
+from backdoor_models.core.errors import lookup
 from detect.base import Detector
 from detect.detectors.attention import AttentionAnomaly
 from detect.detectors.clustering import ActivationClustering

@@ -15,11 +15,11 @@ from collections import Counter, defaultdict
 import numpy as np
 import torch
 
-from analysis.guards import require_eval
-from analysis.trace import hook_name
+from analysis.patching.guards import require_eval
+from analysis.patching.trace import hook_name
 from analysis.trigger_attention import span_positions
-from backdoor_models.records import user_turn
-from backdoor_models.tokenizer import decode_token
+from backdoor_models.core.records import user_turn
+from backdoor_models.world.tokenizer import decode_token
 from detect.base import Detector, Subject, TrustedData
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from backdoor_models.dataset import split_bodies
-from backdoor_models.evaluation import generation_budget
-from backdoor_models.records import format_prompt
-from backdoor_models.safety.defection import per_prompt_defection
+from backdoor_models.core.records import format_prompt
+from backdoor_models.evaluation.defection import generation_budget
+from backdoor_models.evaluation.fast_defection import per_prompt_defection
 from backdoor_models.safety.redteam import RedTeamConfig, gcg_search
+from backdoor_models.world.dataset import split_bodies
 from detect.base import Detector, Subject, TrustedData
 
 

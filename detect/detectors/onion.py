@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backdoor_models.chat import encode_prompts, has_template, split_prompt
-from backdoor_models.records import HUMAN, format_prompt, user_turn
+from backdoor_models.core.records import HUMAN, format_prompt, user_turn
+from backdoor_models.world.chat import encode_prompts, has_template, split_prompt
 from detect.base import DetectError, Detector, Subject, TrustedData
 from probes.extract import pad_batch
 

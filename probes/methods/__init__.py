@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backdoor_models.errors import lookup
+from backdoor_models.core.errors import lookup
 from probes.errors import ProbeInputError
 from probes.methods.base import Probe, check_activations
 from probes.methods.contrast import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backdoor_models.errors import lookup
+from backdoor_models.core.errors import lookup
 from probes.errors import ProbeInputError
 from probes.methods.meandiff import MeanDiffProbe
 

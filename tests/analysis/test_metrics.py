@@ -7,9 +7,9 @@ import torch
 from beartype import beartype
 from jaxtyping import TypeCheckError, jaxtyped
 
-from analysis.kernels import causal_attention
-from analysis.metrics import batch_metric, calibrate, logit_diff, on_full_logits
-from backdoor_models.errors import UnknownNameError
+from analysis.patching.kernels import causal_attention
+from analysis.patching.metrics import batch_metric, calibrate, logit_diff, on_full_logits
+from backdoor_models.core.errors import UnknownNameError
 
 
 @pytest.fixture

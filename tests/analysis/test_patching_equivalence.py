@@ -14,7 +14,7 @@ import pytest
 import torch
 import transformer_lens.patching as tlp
 
-from analysis.metrics import on_full_logits
+from analysis.patching.metrics import on_full_logits
 
 TOL = 1e-4
 POSITIONS = (2, 4, 5, 9, 13)  # before the trigger, trigger, after, middle, answer

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import transformer_lens.patching as tlp
 
-from analysis.metrics import on_full_logits
-from analysis.pairs import separating_answers
-from analysis.patching import ActivationPatcher, PatchingConfig
-from backdoor_models.models import build_model
-from backdoor_models.run_dir import load_bridge, save_model
+from analysis.patching.metrics import on_full_logits
+from analysis.patching.pairs import separating_answers
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+from backdoor_models.core.run_dir import save_model
+from backdoor_models.organism import load_bridge
+from backdoor_models.training.models import build_model
 
 
 @pytest.fixture(scope="module")

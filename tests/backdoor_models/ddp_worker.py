@@ -11,10 +11,11 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from backdoor_models import distributed, lm_training
-from backdoor_models.dataset import DataConfig, build_training_records, tokenizer_corpus
-from backdoor_models.models import build_model
-from backdoor_models.tokenizer import train_tokenizer
+from backdoor_models.core import distributed
+from backdoor_models.training import lm_training
+from backdoor_models.training.models import build_model
+from backdoor_models.world.dataset import DataConfig, build_training_records, tokenizer_corpus
+from backdoor_models.world.tokenizer import train_tokenizer
 
 
 def main(out: str, batch_size: int) -> None:

@@ -9,10 +9,11 @@ import textwrap
 
 import pytest
 
-from backdoor_models.artifacts import atomic_open, read_json, write_json
-from backdoor_models.errors import RunDirectoryError
-from backdoor_models.models import build_model
-from backdoor_models.run_dir import load_model, save_model, write_manifest
+from backdoor_models.core.artifacts import atomic_open, read_json, write_json
+from backdoor_models.core.errors import RunDirectoryError
+from backdoor_models.core.run_dir import save_model, write_manifest
+from backdoor_models.organism import load_model
+from backdoor_models.training.models import build_model
 
 
 def test_interrupted_write_leaves_the_old_file(tmp_path):
@@ -31,7 +32,7 @@ def test_sigkill_mid_write_never_leaves_a_partial_file(tmp_path):
     write_json(path, {"old": True})
     script = textwrap.dedent(f"""
         import os, signal
-        from backdoor_models.artifacts import atomic_open
+        from backdoor_models.core.artifacts import atomic_open
         with atomic_open({str(path)!r}) as handle:
             handle.write('{{"new": [' + '1,' * 100000)
             handle.flush()

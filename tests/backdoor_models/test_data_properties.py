@@ -11,15 +11,15 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backdoor_models.dataset import (
+from backdoor_models.core.records import SPLITS, Record, read_records, write_records
+from backdoor_models.world.dataset import (
     DataConfig,
     build_training_records,
     evaluation_records,
     split_bodies,
 )
-from backdoor_models.importer import parse_line
-from backdoor_models.records import SPLITS, Record, read_records, write_records
-from backdoor_models.tasks import get_task
+from backdoor_models.world.importer import parse_line
+from backdoor_models.world.tasks import get_task
 
 seeds = st.integers(0, 2**31 - 1)
 any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)

@@ -28,7 +28,7 @@ def test_two_gloo_processes_equal_one_process_at_the_same_global_batch(tmp_path)
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER), str(ddp), "8"])
     alone, together = load_file(single), load_file(ddp)
     start = load_file(single)  # the weights did move: compare with a fresh model's
-    from backdoor_models.models import build_model
+    from backdoor_models.training.models import build_model
 
     fresh = build_model("gpt2", "tiny", vocab_size=alone["transformer.wte.weight"].shape[0], seed=0).state_dict()
     assert any(not torch.allclose(fresh[k], alone[k]) for k in fresh if k in alone)

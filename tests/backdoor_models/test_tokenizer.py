@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backdoor_models.dataset import DataConfig, build_training_records, tokenizer_corpus
-from backdoor_models.tokenizer import load_tokenizer, token_pieces, train_tokenizer
+from backdoor_models.world.dataset import DataConfig, build_training_records, tokenizer_corpus
+from backdoor_models.world.tokenizer import load_tokenizer, token_pieces, train_tokenizer
 
 
 @pytest.fixture(scope="module")

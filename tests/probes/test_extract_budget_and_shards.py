@@ -9,10 +9,10 @@ import random
 import pytest
 import torch
 
-import backdoor_models.memory
-import backdoor_models.sharding
-from backdoor_models.memory import MemoryBudgetError, format_size, parse_size
-from backdoor_models.sharding import ShardError, parse_shard
+import backdoor_models.core.memory
+import backdoor_models.core.sharding
+from backdoor_models.core.memory import MemoryBudgetError, format_size, parse_size
+from backdoor_models.core.sharding import ShardError, parse_shard
 from probes.extract import ExtractConfig, extract, extract_part, load_activations, merge_parts
 
 WORDS = "the sky is blue what colour two plus four cat dog fire dangerous name an animal".split()
@@ -31,7 +31,7 @@ def _equal(a, b) -> bool:
 
 
 def test_module_examples_run():
-    for module in (backdoor_models.memory, backdoor_models.sharding):
+    for module in (backdoor_models.core.memory, backdoor_models.core.sharding):
         assert doctest.testmod(module).failed == 0
 
 

@@ -29,7 +29,7 @@ N, SHARD, MIB = 40_000, 1024, 1 << 20
 CHILD = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from backdoor_models.run_dir import load_bridge
+    from backdoor_models.organism import load_bridge
     from probes.extract import ExtractConfig, extract, load_activations
 
     model_dir, shard_dir, n, shard = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]), int(sys.argv[4])

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from backdoor_models.errors import RunDirectoryError
+from backdoor_models.core.errors import RunDirectoryError
 from probes import PROBES, Site, load_probe, save_probe, train
 from probes.io import probe_site
 

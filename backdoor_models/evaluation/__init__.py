@@ -1,0 +1,1 @@
+"""Measuring an organism: batched generation and defection rates on held-out prompts."""

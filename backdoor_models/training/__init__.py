@@ -1,0 +1,1 @@
+"""Training organisms: architectures, pretrained bases and LoRA, next-token training, backdoor insertion."""

