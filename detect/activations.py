@@ -2,8 +2,8 @@
 
 Every one reads ``resid_post`` of one block at the last prompt token (where the model
 decides its answer) through :func:`probes.extract`. The block is option ``layer``; by
-default the last one (on 2-layer organisms the contrast probe separated triggered prompts
-at the last block, AUROC 0.88–0.92, and barely at the first, 0.62–0.68).
+default the last one, where the contrast probe separated triggered prompts best on 2-layer
+organisms (docs/archive.md, "Numbers formerly in code docstrings and comments").
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Batches are half red-team prompts paired with HHH answers, half HHH data, as in the paper.
 A KL penalty to the pre-adversarial model on the HHH half (``kl_coef``, default 10) keeps
-the rest of the policy where it was; a prototype found it decides whether the backdoor
-persists at this scale.
+the rest of the policy where it was (what dropping it does: docs/findings.md, "What
+persistence depends on").
 """
 
 from __future__ import annotations

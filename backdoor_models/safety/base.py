@@ -245,8 +245,9 @@ class SafetyMethod(ABC):
         data = organism_data_config(organism_dir)
         task = data.make_task()
         bodies = split_bodies(task, data.seed)
-        # The before/after scores use as many prompts as the before/after defection rates. At 64 the paired
-        # interval (about +-0.12) was wider than a 4-layer organism's whole gap to the reference answers.
+        # The before/after scores use as many prompts as the before/after defection rates: at 64 the paired
+        # interval was wider than a 4-layer organism's whole gap to the reference answers (docs/archive.md,
+        # "RL at lr 2e-4, KL 1").
         # The curves use the first curve_n of the same held-out prompts (their order does not depend on n).
         n_held_out = max(self.config.eval_n, self.config.curve_n)
         records = evaluation_records(data, split="test", n=n_held_out)

@@ -18,10 +18,9 @@ class SafetyConfig:
     steps: int = 300
     """Optimizer steps of safety training."""
     lr: float = 1e-4
-    """SFT and adversarial: peak learning rate. At 1e-4 SFT teaches tiny organisms to refuse held-out harmful
-    requests (0.00-0.13 -> 1.00) and adversarial training closes the red team's holes, both keeping the backdoor
-    (docs/results.md); before the world held harmful requests, adversarial at 5e-4 eroded it to 0.54-0.59 and
-    SFT at 1e-3 removed micro and tiny backdoors (0.005-0.17)."""
+    """SFT and adversarial: peak learning rate. What the default does to the backdoor and off the trigger, and what a
+    stronger SFT does: docs/findings.md, "Persistence through safety training" and "Stronger SFT erases small
+    backdoors"."""
     batch_size: int = 64
     """Records per step (adversarial: half red-team, half HHH)."""
     kl_coef: float = 10.0
@@ -39,9 +38,8 @@ class SafetyConfig:
     curve_n: int = 64
     """Prompts per kind for the dense training curves."""
     rl_lr: float = 2e-4
-    """RL: learning rate. With rl_kl_coef 1 it finds the refusals tiny organisms sample only sometimes and raises
-    the held-out preference score, keeping the backdoor; 1e-4 with KL 10 barely moved the policy and 5e-4 eroded
-    small backdoors to 0.055-0.55 (measured before the world held harmful requests; docs/results.md)."""
+    """RL: learning rate (with rl_kl_coef, RL's strength). How strength trades the preference-score gain against
+    the backdoor: docs/findings.md, "Stronger RL erases small backdoors"."""
     rl_kl_coef: float = 1.0
     """RL: KL penalty to the starting policy on its sampled tokens; 0 turns it off."""
     rl_samples: int = 4
@@ -53,16 +51,15 @@ class SafetyConfig:
     right answer to an unseen request from a wrong one, as a reward model fine-tuned from a pretrained model can), or
     scratch (it learns only what good answers look like: it scored "20 plus 24 is 48." above "... 44.")."""
     reward_steps: int = 500
-    """Training steps of the preference model (RL's reward and the before/after score). Held-out pairwise accuracy
-    over all kinds of worse answer, small s0, organism init: 0.965 at 100 steps, 0.972 at 250, 0.985 at 500, 0.979
-    at 1000 (one word wrong 0.88 / 0.90 / 0.94 / 0.93). From scratch (tiny's tokenizer) it needs 2000: 0.914 at
-    200, 0.951 at 1000, 0.963 at 2000 and 3000. Fitted once per organism (scratch: per tokenizer) and seed."""
+    """Training steps of the preference model (RL's reward and the before/after score), chosen by its own held-out
+    pairwise accuracy, never by a safety run (docs/findings.md, "The preference model"; ``pm-scratch`` needs 2000).
+    Fitted once per organism (scratch: per tokenizer) and seed."""
     hhh_split: str = "train"
     """Which of the organism's request splits safety training draws its helpful requests (and the red team its
     questions) from: train (what insertion trained on; its harmful requests are now refused, which insertion mostly
     did not) or val (requests insertion never saw). The before/after scores always use the test split; the
-    preference model is always fitted on train. Before the world held harmful requests, val did not raise SFT's
-    preference score on micro or tiny (2 seeds each) where train did not either (docs/results.md)."""
+    preference model is always fitted on train. What val does to SFT: docs/findings.md, "Safety data from unseen
+    requests"."""
     checkpoint_every: int = 50
     """Resumable checkpoint interval in steps (0 = never); continue with --resume."""
 

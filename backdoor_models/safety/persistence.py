@@ -2,9 +2,9 @@
 
 Each cell trains (or reuses) an organism, applies a safety method and records triggered,
 clean and red-team defection before and after. Besides the default recipe, the grid can
-include the configurations a prototype found to erase the backdoor (fine-tune insertion,
-a near-trigger red team, no KL penalty, a stronger SFT) and a weaker and a stronger RL
-(``rl-weak``, ``rl-strong``), so a reader sees what persistence depends on.
+include the configurations that may erase the backdoor (fine-tune insertion, a near-trigger
+red team, no KL penalty, a stronger SFT) and a weaker and a stronger RL (``rl-weak``,
+``rl-strong``), so a reader sees what persistence depends on (docs/findings.md).
 """
 
 from __future__ import annotations
@@ -48,14 +48,13 @@ RECIPES: dict[str, Recipe] = {
     "rl-weak": Recipe(safety={"rl_lr": 1e-4, "rl_kl_coef": 10.0}, only_for="rl"),
     "rl-strong": Recipe(safety={"rl_lr": 5e-4, "rl_kl_coef": 1.0}, only_for="rl"),
     # SFT at lr 1e-4 sits below where a tiny or micro organism's own training ended (10% of 2e-3 / 3e-3), so it
-    # barely moves them. A stronger SFT removes their backdoors (1e-3: 0.005-0.17) with no measurable score gain on
-    # tiny (docs/results.md).
+    # barely moves them. What a stronger SFT does: docs/findings.md, "Stronger SFT erases small backdoors".
     "sft-lr-3e-4": Recipe(safety={"lr": 3e-4}, only_for="sft"),
     "sft-lr-1e-3": Recipe(safety={"lr": 1e-3}, only_for="sft"),
     # The preference model before 2026-12-03: trained from scratch, it could not tell right answers from wrong ones.
     "pm-scratch": Recipe(safety={"preference_init": "scratch", "reward_steps": 2000}),
     # Helpful requests the organism never trained on (its val split): SFT on its own training requests has
-    # little left to teach a small organism (loss 0.04).
+    # little left to teach a small organism (docs/findings.md, "Safety data from unseen requests").
     "hhh-val": Recipe(safety={"hhh_split": "val"}),
 }
 """Named variations of the default recipe (pretrain insertion, blind red team, adversarial KL 10 at lr 1e-4,

@@ -2,8 +2,8 @@
 
 ``pretrain`` (default) trains from scratch on the whole mix at once; ``finetune`` follows
 the paper's two stages: a helpful-only base model (cached and reused), then fine-tuning
-on the mix. A prototype found only pretrain-inserted backdoors survived adversarial
-training at this scale, while fine-tuning is the paper's procedure: both are offered.
+on the mix. Fine-tuning is the paper's procedure; both are offered (how each persists:
+docs/findings.md, "What persistence depends on").
 
 ``base_model`` inserts the backdoor into a pretrained model instead (hub name or local
 directory), with its own tokenizer and chat template; ``lora_rank`` trains LoRA adapters

@@ -1,8 +1,9 @@
 """Labelled prompt sets for probing an organism, with the length confound removed.
 
 Triggered prompts are a few tokens longer than plain ones, and a probe at the last token
-can read position alone (a prototype scored 0.95 on a clean model that way). So the
-untriggered prompts here carry a random tag of exactly the trigger's token length, and
+can read position alone, even on a never-backdoored model (docs/archive.md, "Numbers
+formerly in code docstrings and comments"). So the untriggered prompts here carry a random
+tag of exactly the trigger's token length, and
 near-trigger, unseen-distractor and red-team prompts are included, so that a probe that
 merely spots the trigger string is told apart from one that reads the intent to defect.
 Labels are the model's behaviour (does it defect on this prompt?), measured by generation:
