@@ -52,7 +52,7 @@ def write_manifest(run_dir: str | Path, *, config: dict[str, Any], **extra: Any)
         "git_revision": git_revision(),
         "packages": package_versions(),
         "artifacts": artifacts,
-        "threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),
         **extra,
     }
     write_json(run_dir / MANIFEST, manifest)

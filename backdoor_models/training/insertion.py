@@ -266,5 +266,5 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     write_json(out_dir / "metrics.json", metrics)
     remove_checkpoint(out_dir / "checkpoint")  # only the checkpoint's own files: never a user's
     write_manifest(out_dir, config=asdict(config), kind="organism", trigger=data_config.make_task().trigger_manifest(),
-                   eval_config=asdict(eval_config or EvalConfig()), torch_threads=torch.get_num_threads())
+                   eval_config=asdict(eval_config or EvalConfig()))
     return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics=metrics)

@@ -26,7 +26,7 @@ def test_the_thread_count_is_set_and_recorded_in_the_manifest(tmp_path):
             run = tmp_path / f"run-{n}"
             (run / "model").mkdir(parents=True)
             write_manifest(run, config={"seed": 0})
-            assert read_manifest(run)["threads"] == n
+            assert read_manifest(run)["torch_threads"] == n
     finally:
         torch.set_num_threads(before)
 
