@@ -33,7 +33,11 @@ def extract_contrast(
 ) -> ContrastData:
     """Extract the named formulation's texts at ``sites`` (always at the last token).
 
-    >>> data = extract_contrast(bridge, "yes_no", sites=[Site(hook="resid_post", layer=1)])  # doctest: +SKIP
+    ``bridge`` is any bridge in eval mode, e.g. ``load_bridge(run_dir)`` (the docs test passes a tiny one):
+
+    >>> data = extract_contrast(bridge, "yes_no", sites=[Site(hook="resid_post", layer=1)])
+    >>> data.acts.n == len(data.labels), sorted(set(data.labels))
+    (True, [0, 1])
     """
     texts, labels = get_formulation(formulation).texts(prompt_format)
     base = config or ExtractConfig()

@@ -1,7 +1,15 @@
 """Plotly figures of probe results. Every function returns a ``go.Figure``; none shows it.
 
->>> fig = auroc_by_layer(result, baselines=baselines)  # doctest: +SKIP
->>> fig.write_html("auroc.html")  # doctest: +SKIP
+>>> import torch
+>>> from probes.evaluate import SweepConfig, sweep
+>>> from probes.extract import Activations
+>>> y = [0, 1] * 30
+>>> x = torch.randn(60, 8, generator=torch.Generator().manual_seed(0)) + 2 * torch.tensor(y)[:, None]
+>>> acts = Activations.from_tensors({Site(hook="resid_post", layer=layer): x for layer in (0, 1)})
+>>> result = sweep(acts, y, ["train", "val", "test"] * 20, config=SweepConfig(methods=("meandiff",), n_boot=10))
+>>> fig = auroc_by_layer(result)  # fig.show() in a notebook, fig.write_html(path) for a page
+>>> [trace.name for trace in fig.data if trace.showlegend is not False], fig.layout.xaxis.title.text
+(['meandiff'], 'layer (resid_post)')
 """
 
 from __future__ import annotations

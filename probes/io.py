@@ -4,8 +4,14 @@ Nothing is pickled. The effective linear map (``weight``, ``bias``) is stored in
 together with each method's extras (scaler statistics for ``logistic``, class means for
 ``lda``/``meandiff``), so a loaded probe scores exactly as the saved one did.
 
->>> save_probe(probe, "out/probes/contrast_L2")  # doctest: +SKIP
->>> load_probe("out/probes/contrast_L2").score(x)  # doctest: +SKIP
+>>> import tempfile, torch
+>>> from probes.methods import make_probe
+>>> x = torch.tensor([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0]])
+>>> probe = make_probe("lda").fit(x, [0, 0, 1, 1])
+>>> with tempfile.TemporaryDirectory() as out:
+...     _ = save_probe(probe, f"{out}/lda_L2")
+...     torch.equal(load_probe(f"{out}/lda_L2").score(x), probe.score(x))
+True
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import doctest
 import random
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -45,6 +49,34 @@ def one_thread():
     with threadpool_limits(limits=1):
         yield
     torch.set_num_threads(threads)
+
+
+class Examples(NamedTuple):
+    """What running a module's docstring examples gave."""
+
+    found: int
+    """Examples in the module's own docstrings, skipped ones included."""
+    run: int
+    """Examples that ran (not ``# doctest: +SKIP``)."""
+    failed: int
+    """Examples whose output differed or that raised."""
+
+
+@pytest.fixture(scope="session")
+def run_examples() -> Callable[..., Examples]:
+    """``run_examples(module, globs=...)``: run a module's docstring examples and count them.
+
+    A docs test asserts ``run`` against the number the module is known to hold, so deleting
+    examples (or marking them all ``+SKIP``) fails it, which ``failed == 0`` alone never does.
+    """
+
+    def run(module: ModuleType, *, globs: dict[str, Any] | None = None,
+            optionflags: int = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE) -> Examples:
+        found = sum(len(t.examples) for t in doctest.DocTestFinder().find(module, extraglobs=globs))
+        result = doctest.testmod(module, extraglobs=globs, optionflags=optionflags)
+        return Examples(found=found, run=result.attempted, failed=result.failed)
+
+    return run
 
 
 @pytest.fixture(scope="session")

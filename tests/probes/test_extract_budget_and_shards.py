@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import random
 
@@ -30,9 +29,10 @@ def _equal(a, b) -> bool:
     return [s.key for s in a.sites] == [s.key for s in b.sites] and all(torch.equal(a.get(s), b.get(s)) for s in a.sites)
 
 
-def test_module_examples_run():
-    for module in (backdoor_models.core.memory, backdoor_models.core.sharding):
-        assert doctest.testmod(module).failed == 0
+def test_module_examples_run(run_examples):
+    for module, expected in ((backdoor_models.core.memory, 3), (backdoor_models.core.sharding, 3)):
+        result = run_examples(module)
+        assert result.failed == 0 and result.run >= expected, (module.__name__, result)
 
 
 @pytest.mark.parametrize("text, expected", [("2GiB", 2 * 2**30), ("500MB", 500 * 10**6), ("1.5g", int(1.5 * 2**30)),
