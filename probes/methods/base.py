@@ -7,6 +7,7 @@ space. That map is what is saved, compared across models and scored.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,11 +37,11 @@ def check_activations(x: Tensor, *, name: str = "activations") -> Float[Tensor, 
     return x.detach().to("cpu", torch.float64)
 
 
-class Probe:
+class Probe(ABC):
     """Base class: ``fit`` learns ``weight``/``bias``; ``score`` is the linear map.
 
-    Subclasses implement :meth:`_fit`, which takes ``x`` (float64 ``[n, d]``) and ``y``
-    (int ``[n]``, 1 = defects) and returns ``(weight [d], bias, extras)``.
+    Subclasses set ``name`` and implement :meth:`_fit`, which takes ``x`` (float64 ``[n, d]``)
+    and ``y`` (int ``[n]``, 1 = defects) and returns ``(weight [d], bias, extras)``.
     """
 
     name: ClassVar[str] = ""
@@ -67,8 +68,9 @@ class Probe:
         self.weight, self.bias, self.extras = weight.double(), float(bias), extras
         return self
 
+    @abstractmethod
     def _fit(self, x: Tensor, y: np.ndarray) -> tuple[Tensor, float, dict[str, Tensor]]:
-        raise NotImplementedError
+        """The effective linear map ``(weight [d], bias, extras)`` of float64 ``x`` and 0/1 ``y``."""
 
     @property
     def fitted(self) -> bool:

