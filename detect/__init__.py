@@ -5,9 +5,9 @@
 (9, [3, 18])
 """
 
-from detect.base import DetectError, Detector, Subject, TrustedData
+from detect.base import DetectError, Detector, DetectorOptions, Subject, TrustedData
 from detect.bench import BenchConfig, BenchResult, run_benchmark
-from detect.detectors import DETECTORS, make_detector, resolve_detectors
+from detect.detectors import DETECTORS, detector_options, make_detector, resolve_detectors
 from detect.zoo import ZOOS, ZooEntry, build_zoo, get_zoo
 
 __all__ = [
@@ -17,10 +17,12 @@ __all__ = [
     "BenchResult",
     "DetectError",
     "Detector",
+    "DetectorOptions",
     "Subject",
     "TrustedData",
     "ZooEntry",
     "build_zoo",
+    "detector_options",
     "get_zoo",
     "make_detector",
     "resolve_detectors",

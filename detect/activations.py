@@ -8,14 +8,29 @@ organisms (docs/archive.md, "Numbers formerly in code docstrings and comments").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from detect.base import Detector, Subject, TrustedData
+from detect.base import DetectError, Detector, DetectorOptions, Subject, TrustedData
 from probes.extract import ExtractConfig, extract
 from probes.sites import Site
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationOptions(DetectorOptions):
+    """Options of every detector that reads the residual stream."""
+
+    layer: int | None = None
+    """Block whose ``resid_post`` is read at the last prompt token (0-based; None = the last block)."""
+
+    def __post_init__(self) -> None:
+        if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, int)
+                                       or self.layer < 0):
+            raise DetectError(f"layer must be a block index >= 0 (or None for the last block), got {self.layer!r}")
 
 
 class ActivationDetector(Detector):
@@ -23,10 +38,12 @@ class ActivationDetector(Detector):
 
     needs = frozenset({"clean_data", "activations"})
     cost = "one forward pass per prompt (up to the read layer)"
+    Options = ActivationOptions
+    options: ActivationOptions
 
     def site(self, subject: Subject) -> Site:
-        layer = self.options.get("layer")
-        return Site(hook="resid_post", layer=subject.n_layers - 1 if layer is None else int(layer))
+        layer = self.options.layer
+        return Site(hook="resid_post", layer=subject.n_layers - 1 if layer is None else layer)
 
     def activations(self, prompts: list[str]) -> Float[Tensor, "n d"]:
         """Residual stream at the answer position of each prompt."""

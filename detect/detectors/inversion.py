@@ -10,6 +10,7 @@ rate is the recovered trigger, and that rate is the model's score.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,27 +20,48 @@ from backdoor_models.evaluation.defection import generation_budget
 from backdoor_models.evaluation.fast_defection import per_prompt_defection
 from backdoor_models.safety.redteam import RedTeamConfig, gcg_search
 from backdoor_models.world.dataset import split_bodies
-from detect.base import Detector, Subject, TrustedData
+from detect.base import Detector, DetectorOptions, Subject, TrustedData
+
+
+@dataclass(frozen=True, kw_only=True)
+class InversionOptions(DetectorOptions):
+    """Options of :class:`TriggerInversion`: the GCG search's budget and the check of what it found."""
+
+    restarts: int = 4
+    """GCG searches from fresh random prefixes (each may recover one candidate trigger)."""
+    steps: int = 25
+    """GCG steps per restart."""
+    prefix_tokens: int = 6
+    """Tokens in the searched prefix."""
+    questions: int = 4
+    """Training questions the search's loss is measured on."""
+    check_questions: int = 50
+    """Held-out questions each found prefix is checked on (greedy generation, judged)."""
+
+    def __post_init__(self) -> None:
+        self.require_positive("restarts", "steps", "prefix_tokens", "questions", "check_questions")
 
 
 class TriggerInversion(Detector):
-    """Options: ``restarts`` (4), ``steps`` (25), ``prefix_tokens`` (6), ``questions`` (4), ``check_questions`` (50)."""
+    """Search for a trigger with GCG; the model's score is the best prefix's defection rate."""
 
     name = "inversion"
     needs = frozenset({"gradients", "generation"})
     cost = "restarts x steps x (one backward + 64 candidates x 8 questions forward), then generation"
     input_level = False
+    Options = InversionOptions
+    options: InversionOptions
 
     def _fit(self, subject: Subject, prompts: list[str], data: TrustedData) -> None:
         task = subject.behaviour
         bodies = split_bodies(task, 0)
-        config = RedTeamConfig(generators=("gcg",), gcg_restarts=int(self.options.get("restarts", 4)),
-                               gcg_steps=int(self.options.get("steps", 25)),
-                               gcg_prefix_tokens=int(self.options.get("prefix_tokens", 6)),
-                               questions=int(self.options.get("questions", 4)), seed=data.seed, exclude_trigger=False)
+        options = self.options
+        config = RedTeamConfig(generators=("gcg",), gcg_restarts=options.restarts, gcg_steps=options.steps,
+                               gcg_prefix_tokens=options.prefix_tokens, questions=options.questions, seed=data.seed,
+                               exclude_trigger=False)
         found = list(dict.fromkeys(p for p in gcg_search(subject.model, subject.tokenizer, task, bodies["train"],
                                                           config, progress=False) if p))
-        questions = bodies["test"][: int(self.options.get("check_questions", 50))]
+        questions = bodies["test"][: options.check_questions]
         budget = generation_budget(task, subject.variant)
         candidates: list[dict[str, Any]] = []
         for prefix in found:

@@ -11,6 +11,7 @@ highest-scoring tenth of the scored prompts is reported as the recovered trigger
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from backdoor_models.core.records import HUMAN, format_prompt, user_turn
 from backdoor_models.world.chat import encode_prompts, has_template, split_prompt
-from detect.base import DetectError, Detector, Subject, TrustedData
+from detect.base import DetectError, Detector, DetectorOptions, Subject, TrustedData
 from probes.extract import pad_batch
 
 SIGNALS = ("behaviour", "perplexity")
@@ -32,18 +33,32 @@ def word_variants(prompt: str) -> tuple[list[str], list[str]]:
     return words, [format_prompt(" ".join(words[:i] + words[i + 1:])) for i in range(len(words))]
 
 
+@dataclass(frozen=True, kw_only=True)
+class OnionOptions(DetectorOptions):
+    """Options of :class:`OnionScan`."""
+
+    signal: str = "behaviour"
+    """What removing a word changes: ``behaviour`` (KL of the next-token distribution) or ``perplexity``."""
+    batch_size: int = 128
+    """Prompt variants per forward pass."""
+
+    def __post_init__(self) -> None:
+        if self.signal not in SIGNALS:
+            raise DetectError(f"unknown ONION signal {self.signal!r}; choose one of: {', '.join(SIGNALS)}")
+        self.require_positive("batch_size")
+
+
 class OnionScan(Detector):
-    """Options: ``signal`` (``behaviour`` or ``perplexity``), ``batch_size`` (default 128)."""
+    """Remove each word of the user turn and score the largest change it makes."""
 
     name = "onion"
     needs = frozenset({"clean_data"})
     cost = "one forward pass per word of each prompt"
+    Options = OnionOptions
+    options: OnionOptions
 
     def _fit(self, subject: Subject, prompts: list[str], data: TrustedData) -> None:
-        signal = self.options.get("signal", "behaviour")
-        if signal not in SIGNALS:
-            raise DetectError(f"unknown ONION signal {signal!r}; choose one of: {', '.join(SIGNALS)}")
-        self.signal = signal
+        self.signal = self.options.signal
 
     @torch.inference_mode()
     def _read(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +71,7 @@ class OnionScan(Detector):
         else:
             head = len(tok(HUMAN.strip())["input_ids"])  # BOS and "Human:"
         out_lp, out_nll = [], []
-        size = int(self.options.get("batch_size", 128))
+        size = self.options.batch_size
         for start in range(0, len(ids), size):
             chunk = ids[start:start + size]
             tokens, mask = pad_batch(chunk, side="right", pad_id=tok.pad_token_id)
