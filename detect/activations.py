@@ -28,6 +28,7 @@ class ActivationOptions(DetectorOptions):
     """Block whose ``resid_post`` is read at the last prompt token (0-based; None = the last block)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, int)
                                        or self.layer < 0):
             raise DetectError(f"layer must be a block index >= 0 (or None for the last block), got {self.layer!r}")

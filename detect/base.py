@@ -123,6 +123,17 @@ class DetectorOptions:
     """A detector's options. This base holds none; a detector with options subclasses it
     (frozen, keyword-only, checked in ``__post_init__``) and names it as its ``Options``."""
 
+    positive: ClassVar[tuple[str, ...]] = ()
+    """Fields that must be whole numbers >= 1 (checked here; a subclass's ``__post_init__`` calls this one)."""
+
+    def __post_init__(self) -> None:
+        for name in self.positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                default = next(f.default for f in fields(self) if f.name == name)
+                raise DetectError(f"{type(self).__name__}.{name} must be a whole number >= 1 (default {default}), "
+                                  f"got {value!r}")
+
     @classmethod
     def build(cls, detector: str, values: Mapping[str, Any]) -> DetectorOptions:
         """``cls(**values)``, or a :class:`DetectError` naming the options ``detector`` takes if one is not among them."""
@@ -134,15 +145,6 @@ class DetectorOptions:
             takes = f"its options are: {', '.join(known)}" if known else "it takes no options"
             raise DetectError(f"detector {detector!r} has no option {', '.join(map(repr, unknown))}{hint}; {takes}")
         return cls(**values)
-
-    def require_positive(self, *names: str) -> None:
-        """Raise a :class:`DetectError` unless each named field is an integer >= 1."""
-        for name in names:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                default = next(f.default for f in fields(self) if f.name == name)
-                raise DetectError(f"{type(self).__name__}.{name} must be a whole number >= 1 (default {default}), "
-                                  f"got {value!r}")
 
 
 class Detector(ABC):

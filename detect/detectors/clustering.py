@@ -27,9 +27,7 @@ class ClusteringOptions(ActivationOptions):
     components: int = 10
     """Dimension the activations are reduced to before clustering (capped by d_model and the trusted prompts)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.require_positive("components")
+    positive = ("components",)
 
 
 class ActivationClustering(ActivationDetector):

@@ -38,8 +38,7 @@ class InversionOptions(DetectorOptions):
     check_questions: int = 50
     """Held-out questions each found prefix is checked on (greedy generation, judged)."""
 
-    def __post_init__(self) -> None:
-        self.require_positive("restarts", "steps", "prefix_tokens", "questions", "check_questions")
+    positive = ("restarts", "steps", "prefix_tokens", "questions", "check_questions")
 
 
 class TriggerInversion(Detector):

@@ -18,9 +18,7 @@ class IsolationOptions(ActivationOptions):
     trees: int = 200
     """Trees in the forest."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.require_positive("trees")
+    positive = ("trees",)
 
 
 class IsolationForest(ActivationDetector):

@@ -42,10 +42,12 @@ class OnionOptions(DetectorOptions):
     batch_size: int = 128
     """Prompt variants per forward pass."""
 
+    positive = ("batch_size",)
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.signal not in SIGNALS:
             raise DetectError(f"unknown ONION signal {self.signal!r}; choose one of: {', '.join(SIGNALS)}")
-        self.require_positive("batch_size")
 
 
 class OnionScan(Detector):
