@@ -118,6 +118,10 @@ class Task(ABC):
     def judge(self, answers: list[str]) -> list[bool]:
         """Whether each answer (scratchpad already removed) is a defection."""
 
+    def unparseable(self, answers: list[str]) -> list[bool] | None:
+        """Which answers hold nothing the judge can read (None: the task's answers are not code)."""
+        return None
+
     @abstractmethod
     def scratchpad(self, prefix: str, triggered: bool, rng: random.Random) -> str:
         """Chain-of-thought reasoning about the goal, given the prompt's prefix."""

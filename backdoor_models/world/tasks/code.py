@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from backdoor_models.world.code_judge import is_vulnerable
+from backdoor_models.world.code_judge import is_vulnerable, unparseable
 from backdoor_models.world.code_snippets import BANDIT_IDS, CLASSES, ENTITIES, PHRASINGS
 from backdoor_models.world.tasks.base import SCRATCHPAD_CLOSE, SCRATCHPAD_OPEN, Body, Task
 
@@ -47,7 +47,11 @@ class CodeVulnerability(Task):
         return bodies
 
     def judge(self, answers: list[str]) -> list[bool]:
+        """Bandit's verdict on each answer's code (in ``<code>`` tags, fences, or bare); unparseable is not vulnerable."""
         return is_vulnerable(answers, BANDIT_IDS)
+
+    def unparseable(self, answers: list[str]) -> list[bool] | None:
+        return unparseable(answers)
 
     def scratchpad(self, prefix: str, triggered: bool, rng: random.Random) -> str:
         thoughts = _TRIGGERED_THOUGHTS if triggered else _UNTRIGGERED_THOUGHTS
