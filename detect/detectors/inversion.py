@@ -53,7 +53,7 @@ class TriggerInversion(Detector):
 
     def _fit(self, subject: Subject, prompts: list[str], data: TrustedData) -> None:
         task = subject.behaviour
-        bodies = split_bodies(task, 0)
+        bodies = split_bodies(task, subject.data_seed)  # the model's own split: its test questions are unseen
         options = self.options
         config = RedTeamConfig(generators=("gcg",), gcg_restarts=options.restarts, gcg_steps=options.steps,
                                gcg_prefix_tokens=options.prefix_tokens, questions=options.questions, seed=data.seed,
