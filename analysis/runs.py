@@ -14,7 +14,6 @@ from analysis.patching.inputs import organism_pairs
 from backdoor_models.core.artifacts import read_json
 from backdoor_models.core.model_pair import ModelPair
 from backdoor_models.organism import load_bridge, load_model, organism_data_config
-from backdoor_models.world.tasks import get_task
 
 
 def run_circuit(model_dir: Path, *, method: str = "eap-ig", pairs_from: Path | None = None,
@@ -40,7 +39,7 @@ def run_compare(runs: ModelPair, *, method: str = "eap-ig", top_k: int = 3, n_pa
                 device: str = "cpu") -> Comparison:
     """Compare the before and after run directories (on ``device``) on the pairs of the ``before`` organism."""
     data = organism_data_config(runs.before)
-    task = get_task(data.task)
+    task = data.make_task()
     pairs = organism_pairs(runs.before, data, n_pairs=n_pairs, device=device)
     _, tokenizer = load_model(runs.before)
     strings = TriggerStrings(trigger=task.trigger, near_triggers=tuple(task.near_triggers),

