@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import doctest
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -36,6 +37,15 @@ def seeded() -> None:
     torch.manual_seed(0)
 
 
+@contextmanager
+def _on_one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """Run the test on one thread (torch and BLAS), restoring the thread count afterwards.
@@ -44,11 +54,15 @@ def one_thread():
     oversubscription when other jobs share the CPU (under contention two threads were 16x
     slower). tests/detect and tests/probes use it for every test; others may ask for it.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
+    with _on_one_thread():
         yield
-    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def module_on_one_thread():
+    """``one_thread`` held for a whole module (for module-scoped fixtures that train models)."""
+    with _on_one_thread():
+        yield
 
 
 class Examples(NamedTuple):

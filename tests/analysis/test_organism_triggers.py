@@ -30,19 +30,6 @@ def organism(request, tmp_path_factory, module_on_one_thread):
     return run.run_dir, trigger, options
 
 
-@pytest.fixture(scope="module")
-def module_on_one_thread():
-    """tests/conftest.py's ``one_thread``, held for the module's organisms."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
-
-
 def test_the_manifest_and_the_data_hold_the_organisms_trigger(organism):
     run_dir, trigger, options = organism
     manifest = read_manifest(run_dir)
