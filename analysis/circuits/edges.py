@@ -19,26 +19,36 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from analysis.patching.kernels import Kernels, causal_attention
+from analysis.patching.kernels import Kernels, UnsupportedArchitectureError
 
 
 @dataclass(frozen=True)
 class EdgeGraph:
-    """Writer and reader names in computation order, and which (writer, reader) pairs are edges."""
+    """Writer and reader names in computation order, and which (writer, reader) pairs are edges.
+
+    Under grouped-query attention a key/value head's input is read once for all the query heads
+    it serves, so key and value readers are per key/value head, named ``L{layer}KV{g}.k`` /
+    ``.v`` (``L{layer}H{g}.k`` when every head has its own keys and values, as in TL's graph).
+    """
 
     n_layers: int
     n_heads: int
+    n_kv_heads: int | None = None
+    """Key/value heads per layer; None = ``n_heads`` (no grouped-query attention)."""
     writers: tuple[str, ...] = field(init=False)
     readers: tuple[str, ...] = field(init=False)
     valid: Bool[Tensor, "writer reader"] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.n_heads % self.kv_heads:
+            raise ValueError(f"{self.kv_heads} key/value heads do not divide {self.n_heads} query heads")
+        kv_name = "H" if self.kv_heads == self.n_heads else "KV"
         writers, readers, w_time, r_time = ["embed"], [], [0.0], []
         for layer in range(self.n_layers):
-            for c in "qkv":
-                for head in range(self.n_heads):
-                    readers.append(f"L{layer}H{head}.{c}")
-                    r_time.append(2 * layer + 0.5)
+            names = [f"L{layer}H{head}.q" for head in range(self.n_heads)]
+            names += [f"L{layer}{kv_name}{g}.{c}" for c in "kv" for g in range(self.kv_heads)]
+            readers += names
+            r_time += [2 * layer + 0.5] * len(names)
             writers += [f"L{layer}H{head}" for head in range(self.n_heads)]
             w_time += [2 * layer + 1.0] * self.n_heads
             readers.append(f"L{layer}.mlp_in")
@@ -52,12 +62,21 @@ class EdgeGraph:
         object.__setattr__(self, "valid", torch.tensor(w_time)[:, None] < torch.tensor(r_time)[None, :])
 
     @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
     def n_writers(self) -> int:
         return len(self.writers)
 
     @property
     def n_readers(self) -> int:
         return len(self.readers)
+
+    @property
+    def n_attn_readers(self) -> int:
+        """Attention readers per layer: a query per head, a key and a value per key/value head."""
+        return self.n_heads + 2 * self.kv_heads
 
     def head_writer(self, layer: int, head: int) -> int:
         return 1 + layer * (self.n_heads + 1) + head
@@ -66,12 +85,12 @@ class EdgeGraph:
         return 1 + layer * (self.n_heads + 1) + self.n_heads
 
     def attn_readers(self, layer: int) -> slice:
-        """Readers ``q`` (all heads), then ``k``, then ``v`` of one layer."""
-        start = layer * (3 * self.n_heads + 1)
-        return slice(start, start + 3 * self.n_heads)
+        """Readers ``q`` (all heads), then ``k``, then ``v`` (all key/value heads) of one layer."""
+        start = layer * (self.n_attn_readers + 1)
+        return slice(start, start + self.n_attn_readers)
 
     def mlp_reader(self, layer: int) -> int:
-        return layer * (3 * self.n_heads + 1) + 3 * self.n_heads
+        return layer * (self.n_attn_readers + 1) + self.n_attn_readers
 
     @property
     def logits_reader(self) -> int:
@@ -114,8 +133,13 @@ def edge_forward(
     """
     if (cut is None) != (replacement is None):
         raise ValueError("pass both cut and replacement, or neither")
-    n_heads, n_batch, n_pos = graph.n_heads, resid0.shape[0], resid0.shape[1]
-    positions = torch.arange(n_pos, device=resid0.device).expand(3 * n_heads * n_batch, n_pos)
+    if not kernels.heads_additive:
+        raise UnsupportedArchitectureError(
+            f"{type(kernels).__name__}: attention output is not a sum of per-head writes (a norm follows "
+            "it), so the residual stream has no per-head edges; use exact or attribution patching of heads"
+        )
+    n_heads, n_kv = graph.n_heads, graph.kv_heads
+    positions = torch.arange(resid0.shape[1], device=resid0.device)
     writes: list[Tensor] = [resid0]
     inputs: list[Tensor] = []
 
@@ -129,17 +153,16 @@ def edge_forward(
         inputs.append(x)
         return x
 
-    own = torch.arange(n_heads, device=resid0.device)
-
-    def pick(t: Tensor, c: int) -> Tensor:  # head h's projection of its own input copy
-        return t.view(3, n_heads, n_batch, n_pos, n_heads, -1)[c, own, :, :, own].permute(1, 2, 0, 3)
+    def own(t: Tensor) -> Tensor:  # copy i's projection for head i: [batch, pos, head, d_head]
+        heads = torch.arange(t.shape[0], device=t.device)
+        return t[heads, :, :, heads].permute(1, 2, 0, 3)
 
     resid = resid0
     for layer in range(graph.n_layers):
-        x = fed(resid, graph.attn_readers(layer), 3 * n_heads)  # [3H, batch, pos, d_model]
-        q, k, v = kernels.qkv(layer, x.reshape(-1, n_pos, x.shape[-1]), positions)
-
-        _, z = causal_attention(pick(q, 0), pick(k, 1), pick(v, 2), kernels.attn_scale(layer))
+        x = fed(resid, graph.attn_readers(layer), graph.n_attn_readers)  # [q, k, v copies, batch, pos, d_model]
+        xq, xk, xv = (kernels.attn_in(layer, part) for part in x.split([n_heads, n_kv, n_kv]))
+        q, k, v = kernels.q(layer, xq, positions), kernels.k(layer, xk, positions), kernels.v(layer, xv)
+        _, z = kernels.attention(layer, own(q), own(k), own(v))
         head_writes, bias = _head_writes(kernels, layer, z)
         writes.extend(head_writes.unbind(0))
         resid = resid + head_writes.sum(0) + bias

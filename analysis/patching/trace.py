@@ -17,18 +17,22 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from analysis.patching.kernels import Kernels, causal_attention
+from analysis.patching.kernels import Kernels
 
 
 @dataclass(frozen=True)
 class Trace:
-    """Activations of one run, ``[n_layers, ...]`` per site, plus its answer logits."""
+    """Activations of one run, ``[n_layers, ...]`` per site, plus its answer logits.
+
+    Keys and values have the model's key/value heads (fewer than its query heads under
+    grouped-query attention), as the bridge's ``hook_k`` / ``hook_v`` do.
+    """
 
     tokens: Int[Tensor, "batch pos"]
     resid_pre: Float[Tensor, "layer batch pos d_model"]
     q: Float[Tensor, "layer batch pos head d_head"]
-    k: Float[Tensor, "layer batch pos head d_head"]
-    v: Float[Tensor, "layer batch pos head d_head"]
+    k: Float[Tensor, "layer batch pos kv_head d_head"]
+    v: Float[Tensor, "layer batch pos kv_head d_head"]
     pattern: Float[Tensor, "layer batch head dest src"]
     z: Float[Tensor, "layer batch pos head d_head"]
     attn_out: Float[Tensor, "layer batch pos d_model"]
@@ -52,7 +56,7 @@ def trace_kernels(kernels: Kernels, tokens: Int[Tensor, "batch pos"]) -> Trace:
         resid = kernels.embed(tokens)
         for layer in range(kernels.n_layers):
             q, k, v = kernels.qkv(layer, resid, positions)
-            pattern, z = causal_attention(q, k, v, kernels.attn_scale(layer))
+            pattern, z = kernels.attention(layer, q, k, v)
             attn_out = kernels.attn_out(layer, z)
             mid = resid + attn_out
             mlp_out = kernels.mlp(layer, mid)
