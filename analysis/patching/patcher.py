@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -202,48 +202,23 @@ class ActivationPatcher:
         """Patch every cell of a sweep (see :data:`analysis.patching.sites.SWEEPS`) and report the metric."""
         sweep = get_sweep(name)
         started = time.perf_counter()
-        n_pos = self.pairs.n_pos
-        cells = grid_cells(sweep, n_pos=n_pos, n_heads=self.site_heads(sweep.site))
+        cells = grid_cells(sweep, n_pos=self.pairs.n_pos, n_heads=self.site_heads(sweep.site))
         layer_cells = [(layer, cells) for layer in range(self.n_layers)]
         tables, n_rows, block_positions = self._run(sweep.site, layer_cells, direction, f"patch {name}")
-        values = torch.stack(tables)
         axes = self.axes(sweep.axes, site=sweep.site)
-        seconds = time.perf_counter() - started
-        log.info("sweep %s (%s): %d patched runs computed in %.2fs", name, direction, n_rows, seconds)
-        return SweepResult(
-            sweep=name,
-            method="exact",
-            direction=direction,
-            metric=self.metric.name,
-            axes=axes,
-            values=as_values(values.reshape([len(a) for a in axes])),
-            baseline=self.baseline(direction),
-            seconds=seconds,
-            engine=self.engine,
-            details={
-                "cells": self.n_layers * len(cells),
-                "pairs": self.pairs.n_pairs,
-                "runs_computed": n_rows,
-                # (cell, pair) runs reusing the unpatched score: the patch changes no value, or (last
-                # layer) cannot reach the answer position
-                "runs_skipped": self.n_layers * len(cells) * self.pairs.n_pairs - n_rows,
-                # positions run through a transformer block; one forward per cell would run
-                # cells * pairs * n_pos * n_layers of them (None on the hooks engine)
-                "block_positions": block_positions,
-            },
-        )
+        values = torch.stack(tables).reshape([len(a) for a in axes])
+        return self._result(name, direction, axes, values, started, n_rows, block_positions)
 
-    def patch_cells(
-        self, name: str, index: Int[Tensor, "cells axes"], *, direction: str = "denoising"
-    ) -> Float[Tensor, " cells"]:
-        """The metric of chosen cells of a sweep, one per row of ``index`` (float64, CPU).
+    def patch_cells(self, name: str, index: Int[Tensor, "cells axes"], *, direction: str = "denoising") -> SweepResult:
+        """The metric of chosen cells of a sweep, one per row of ``index`` (one ``cell`` axis).
 
         Each row is ``(layer, *cell)`` with the sweep's cell axes in order (``head_out_by_pos``:
         layer, pos, head), as the columns of ``transformer_lens.patching``'s ``index_df``.
 
-        >>> patcher.patch_cells("head_out_by_pos", torch.tensor([[0, 5, 1], [3, 7, 0]]))  # doctest: +SKIP
+        >>> patcher.patch_cells("head_out_by_pos", torch.tensor([[0, 5, 1], [3, 7, 0]])).values  # doctest: +SKIP
         """
         sweep = get_sweep(name)
+        started = time.perf_counter()
         index = torch.as_tensor(index, dtype=torch.long).cpu()
         sizes = {"pos": self.pairs.n_pos, "dest_pos": self.pairs.n_pos, "src_pos": self.pairs.n_pos,
                  "head": self.site_heads(sweep.site)}
@@ -258,12 +233,34 @@ class ActivationPatcher:
         cells = Cells(column.get("pos", column.get("dest_pos", all_)), column.get("head", all_), column.get("src_pos", all_))
         layers = index[:, 0].unique().tolist()
         chosen = [(index[:, 0] == layer).nonzero().flatten() for layer in layers]
-        tables, _, _ = self._run(sweep.site, [(layer, cells.take(rows)) for layer, rows in zip(layers, chosen)],
-                                 direction, f"patch {name}")
+        layer_cells = [(layer, cells.take(rows)) for layer, rows in zip(layers, chosen)]
+        tables, n_rows, block_positions = self._run(sweep.site, layer_cells, direction, f"patch {name}")
         values = torch.empty(len(index), dtype=torch.float64)
         for rows, table in zip(chosen, tables):
             values[rows] = table.double().cpu()
-        return values
+        labels = tuple(",".join(f"{a}={i}" for a, i in zip(("layer", *sweep.cell_axes), row)) for row in index.tolist())
+        return self._result(name, direction, (Axis(name="cell", labels=labels),), values, started, n_rows, block_positions)
+
+    def _result(self, name: str, direction: str, axes: tuple[Axis, ...], values: Tensor, started: float,
+                n_rows: int, block_positions: int | None) -> SweepResult:
+        seconds = time.perf_counter() - started
+        n_cells = values.numel()
+        log.info("sweep %s (%s): %d patched runs computed in %.2fs", name, direction, n_rows, seconds)
+        return SweepResult(
+            sweep=name, method="exact", direction=direction, metric=self.metric.name, axes=axes,
+            values=as_values(values), baseline=self.baseline(direction), seconds=seconds, engine=self.engine,
+            details={
+                "cells": n_cells,
+                "pairs": self.pairs.n_pairs,
+                "runs_computed": n_rows,
+                # (cell, pair) runs reusing the unpatched score: the patch changes no value, or (last
+                # layer) cannot reach the answer position
+                "runs_skipped": n_cells * self.pairs.n_pairs - n_rows,
+                # positions run through a transformer block; one forward per cell would run
+                # cells * pairs * n_pos * n_layers of them (None on the hooks engine)
+                "block_positions": block_positions,
+            },
+        )
 
     def sweeps(self, names: Sequence[str] = DEFAULT_SWEEPS, *, direction: str = "denoising") -> list[SweepResult]:
         """Several sweeps in one direction."""

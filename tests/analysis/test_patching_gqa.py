@@ -118,8 +118,10 @@ def test_chosen_cells_equal_transformer_lens_index_df(setup):
         tlp.layer_pos_head_vector_patch_setter, "z", index_df=frame,
     ).double()
     ours = patcher.patch_cells("head_out_by_pos", torch.tensor(rows))
-    assert (ours - expected).abs().max() <= TOL
-    assert torch.equal(ours, torch.stack([patcher.sweep("head_out_by_pos").values[r] for r in rows]))
+    assert ours.axis_names == ("cell",) and ours.axes[0].labels[1] == "layer=1,pos=5,head=0"
+    assert (ours.values - expected).abs().max() <= TOL
+    assert torch.equal(ours.values, torch.stack([patcher.sweep("head_out_by_pos").values[r] for r in rows]))
+    assert ours.details["runs_skipped"] == 2  # (0, 2, 0) comes before the trigger in both pairs
 
 
 @pytest.mark.parametrize("sweep", ["head_k_by_pos", "head_v", "head_pattern_dest_src", "mlp_in", "resid_mid"])
