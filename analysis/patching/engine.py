@@ -10,7 +10,8 @@ Evaluators then compute only the rows and positions that can differ:
 - :class:`FastEvaluator` resumes each row at the patched layer from cached activations,
   reuses the unpatched keys/values of positions ``< p`` and recomputes positions ``>= p``,
   many rows packed into one batched forward (``torch.inference_mode``).
-- :class:`HookEvaluator` runs the bridge with hooks, many rows per forward (any architecture).
+- :class:`analysis.patching.hook_engine.HookEvaluator` runs the bridge with hooks, many rows
+  per forward (any architecture).
 
 >>> table = run_rows(evaluator, metric, target, "resid_pre", plans, chunk_tokens=8192)  # doctest: +SKIP
 """
@@ -29,7 +30,7 @@ from torch import Tensor
 from analysis.patching.kernels import Kernels, row_stable, visible
 from analysis.patching.metrics import Metric
 from analysis.patching.sites import BOUNDARY_SITES, HEAD_SITES, TRACE_FIELD, Cells
-from analysis.patching.trace import Trace, hook_name
+from analysis.patching.trace import Trace
 
 
 @dataclass(frozen=True)
@@ -375,39 +376,3 @@ def _attend(
         scale=kern.attn_scale(layer),
     )
     return z.transpose(1, 2)
-
-
-class HookEvaluator:
-    """Patched runs through ``TransformerBridge.run_with_hooks``, many rows per forward."""
-
-    def __init__(self, bridge: Any, source: Trace, target: Trace) -> None:
-        self.bridge, self.source, self.target = bridge, source, target
-        self.n_pos = int(target.tokens.shape[1])
-
-    def row_tokens(self, rows: Rows) -> Tensor:
-        return torch.full_like(rows.start, self.n_pos)
-
-    def evaluate(self, site: str, layer: int, rows: Rows) -> Tensor:
-        ex, cells, n_pos = rows.example, rows.cells, self.n_pos
-        field = TRACE_FIELD[site]
-        replacement = self.source.site(field)[layer][ex]
-        # key/value sites have the model's key/value heads (fewer under grouped-query attention)
-        n_heads = int(replacement.shape[-2]) if site in HEAD_SITES else int(self.bridge.cfg.n_heads)
-        name = hook_name(field, layer)
-        pos = cells.pos_mask(n_pos)
-        if site == "resid_mid":  # the residual itself: patch the attention output that builds it
-            replacement = replacement - self.target.resid_pre[layer][ex]
-            name = hook_name("attn_out", layer)
-        if site in BOUNDARY_SITES:
-            mask = pos[:, :, None]
-        elif site in HEAD_SITES:
-            mask = (pos[:, :, None] & cells.head_mask(n_heads)[:, None, :])[..., None]
-        else:
-            mask = cells.head_mask(n_heads)[:, :, None, None] & pos[:, None, :, None] & cells.src_mask(n_pos)[:, None, None, :]
-
-        def patch(activation: Tensor, hook: Any) -> Tensor:
-            return torch.where(mask, replacement.to(activation.dtype), activation)
-
-        with torch.inference_mode():
-            logits = self.bridge.run_with_hooks(self.target.tokens[ex], fwd_hooks=[(name, patch)])
-        return logits[:, -1]

@@ -26,12 +26,13 @@ from tqdm.auto import tqdm
 from analysis.patching.engine import (
     Evaluator,
     FastEvaluator,
-    HookEvaluator,
     LayerPlan,
     plan_layer,
     run_rows,
 )
+from analysis.patching.forward import answer_logits
 from analysis.patching.guards import require_eval
+from analysis.patching.hook_engine import HookEvaluator
 from analysis.patching.kernels import Kernels, UnsupportedArchitectureError, kernels_for
 from analysis.patching.metrics import Metric, batch_metric, calibrate
 from analysis.patching.pairs import PairBatch
@@ -154,7 +155,7 @@ class ActivationPatcher:
         """The kernels must reproduce the bridge (e.g. not after weight processing)."""
         with torch.inference_mode():
             for name, trace in traces.items():
-                expected = self.model(trace.tokens)[:, -1]
+                expected = answer_logits(self.model, trace.tokens)
                 gap = float((expected - trace.answer_logits).abs().max())
                 if not gap <= self.config.check_tolerance:
                     raise UnsupportedArchitectureError(

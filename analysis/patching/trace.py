@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from analysis.patching.forward import last_position_only
 from analysis.patching.kernels import Kernels
 
 
@@ -96,7 +97,7 @@ def trace_bridge(bridge: Any, tokens: Int[Tensor, "batch pos"]) -> Trace:
     fields = [f for f in _STACKED if f != "resid_mid" or hook_name(f, 0) in bridge.hook_dict]
     names = [hook_name(f, layer) for f in fields for layer in range(n_layers)]
     with torch.inference_mode():
-        logits, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n in names)
+        logits, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n in names, **last_position_only(bridge))
         stacked = {f: torch.stack([cache[hook_name(f, layer)] for layer in range(n_layers)]) for f in fields}
     if "resid_mid" not in stacked:
         stacked["resid_mid"] = stacked["resid_pre"] + stacked["attn_out"]
