@@ -131,7 +131,8 @@ def edge_attribution(patcher: ActivationPatcher, *, ig_steps: int = 1) -> EdgeSc
         grads = list(step_grads) if grads is None else [g + s for g, s in zip(grads, step_grads)]
     assert grads is not None
     per_reader = _per_reader([g / ig_steps for g in grads])  # [reader, batch, pos, d_model]
-    scores = torch.einsum("wbtd,rbtd->wr", delta.double(), per_reader.double()).cpu()
+    # one float32 product [writer, batch·pos·d] × [batch·pos·d, reader]: the largest step on large models
+    scores = (delta.flatten(1) @ per_reader.flatten(1).T).double().cpu()
     scores = scores.masked_fill(~graph.valid, math.nan)
     return EdgeScores(
         method="eap" if ig_steps == 1 else "eap-ig", ig_steps=ig_steps, writers=graph.writers,

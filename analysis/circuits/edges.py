@@ -14,12 +14,13 @@ term, for that one reader, by its value in another run (all positions at once).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from analysis.patching.kernels import Kernels, UnsupportedArchitectureError
+from analysis.patching.kernels import Kernels
 
 
 @dataclass(frozen=True)
@@ -102,19 +103,57 @@ class EdgeRun:
     """One forward through the edge graph."""
 
     answer_logits: Float[Tensor, "batch d_vocab"]
-    writes: Float[Tensor, "writer batch pos d_model"]
-    """Every writer's contribution to the residual stream."""
+    write_groups: tuple[Tensor, ...]
+    """The writers' contributions to the residual stream in writer order, in groups
+    ``[writers, batch, pos, d_model]`` (the embedding, then each layer's heads and its MLP)."""
     reader_inputs: tuple[Tensor, ...]
     """Per layer: the attention readers' inputs ``[3 * head, batch, pos, d_model]`` and the
     MLP input ``[batch, pos, d_model]``; last the logits reader's input."""
 
+    @cached_property
+    def writes(self) -> Float[Tensor, "writer batch pos d_model"]:
+        """Every writer's contribution to the residual stream (stacked when first asked for)."""
+        return torch.cat(self.write_groups)
 
-def _head_writes(kernels: Kernels, layer: int, z: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-head writes ``[head, batch, pos, d_model]`` (z through W_O alone) and the shared bias."""
-    n_heads = z.shape[-2]
-    bias = kernels.attn_out(layer, torch.zeros_like(z[:1, :1]))[0, 0]
-    alone = torch.eye(n_heads, dtype=z.dtype, device=z.device)[:, None, None, :, None] * z
-    return kernels.attn_out(layer, alone) - bias, bias
+
+class _Cuts:
+    """What cut edges add to their readers' inputs: each cut writer's ``replacement − write``.
+
+    A reader's input is the residual plus the sum over its cut writers, or equivalently the
+    residual plus the sum over *all* earlier writers minus the sum over its kept ones; each
+    group of readers takes whichever sum has fewer writers (few kept edges in a small circuit,
+    few cut ones in a large one).
+    """
+
+    def __init__(self, cut: Bool[Tensor, "writer reader"], replacement: Tensor, resid0: Tensor) -> None:
+        self.cut, self.replacement = cut, replacement
+        self.deltas: list[Tensor] = []
+        self.total = torch.zeros_like(resid0)
+        """Sum of every delta so far."""
+
+    def add(self, writes: Float[Tensor, "new batch pos d_model"]) -> None:
+        start = len(self.deltas)
+        delta = self.replacement[start : start + len(writes)] - writes
+        self.deltas.extend(delta.unbind(0))
+        self.total = self.total + delta.sum(0)
+
+    def into(self, x: Tensor, readers: slice | int) -> Tensor:
+        """``x`` (one copy per reader, or one for a single reader) with the readers' cut terms added."""
+        n = len(self.deltas)
+        mask = self.cut[:n, readers].to(x.device)  # every writer so far precedes these readers
+        by_writer = mask.reshape(n, -1)
+        cut_rows = by_writer.any(1).nonzero().flatten().tolist()
+        kept_rows = (~by_writer).any(1).nonzero().flatten().tolist()
+        rows, sign = (kept_rows, -1.0) if len(kept_rows) < len(cut_rows) else (cut_rows, 1.0)
+        if sign < 0:
+            x = x + self.total
+            mask = ~mask
+        if not rows:
+            return x
+        picked = torch.stack([self.deltas[i] for i in rows])
+        weights = sign * mask[rows].to(x.dtype)
+        return x + (torch.einsum("wr,wbtd->rbtd", weights, picked) if weights.dim() == 2
+                    else torch.einsum("w,wbtd->btd", weights, picked))
 
 
 def edge_forward(
@@ -133,41 +172,36 @@ def edge_forward(
     """
     if (cut is None) != (replacement is None):
         raise ValueError("pass both cut and replacement, or neither")
-    if not kernels.heads_additive:
-        raise UnsupportedArchitectureError(
-            f"{type(kernels).__name__}: attention output is not a sum of per-head writes (a norm follows "
-            "it), so the residual stream has no per-head edges; use exact or attribution patching of heads"
-        )
     n_heads, n_kv = graph.n_heads, graph.kv_heads
     positions = torch.arange(resid0.shape[1], device=resid0.device)
-    writes: list[Tensor] = [resid0]
+    cuts = None if cut is None or replacement is None else _Cuts(cut, replacement, resid0)
+    writes: list[Tensor] = [resid0.unsqueeze(0)]
     inputs: list[Tensor] = []
 
     def fed(resid: Tensor, readers: slice | int, copies: int | None) -> Tensor:
-        x = resid.unsqueeze(0).repeat(copies, 1, 1, 1) if copies else resid.clone()
-        if cut is not None and replacement is not None:
-            available = len(writes)
-            mask = cut[:available, readers].to(resid.dtype)  # [writer, reader(s)]
-            delta = replacement[:available] - torch.stack(writes)
-            x = x + (torch.einsum("wr,wbtd->rbtd", mask, delta) if copies else torch.einsum("w,wbtd->btd", mask, delta))
+        x = resid.unsqueeze(0).expand(copies, *resid.shape) if copies else resid
+        x = x.clone() if cuts is None else cuts.into(x, readers)
         inputs.append(x)
         return x
 
-    def own(t: Tensor) -> Tensor:  # copy i's projection for head i: [batch, pos, head, d_head]
-        heads = torch.arange(t.shape[0], device=t.device)
-        return t[heads, :, :, heads].permute(1, 2, 0, 3)
+    def wrote(new: Tensor) -> None:
+        writes.append(new)
+        if cuts is not None:
+            cuts.add(new)
 
+    if cuts is not None:
+        cuts.add(writes[0])
     resid = resid0
     for layer in range(graph.n_layers):
         x = fed(resid, graph.attn_readers(layer), graph.n_attn_readers)  # [q, k, v copies, batch, pos, d_model]
         xq, xk, xv = (kernels.attn_in(layer, part) for part in x.split([n_heads, n_kv, n_kv]))
-        q, k, v = kernels.q(layer, xq, positions), kernels.k(layer, xk, positions), kernels.v(layer, xv)
-        _, z = kernels.attention(layer, own(q), own(k), own(v))
-        head_writes, bias = _head_writes(kernels, layer, z)
-        writes.extend(head_writes.unbind(0))
+        q, k, v = kernels.q_own(layer, xq, positions), kernels.k_own(layer, xk, positions), kernels.v_own(layer, xv)
+        _, z = kernels.attention(layer, q, k, v)
+        head_writes, bias = kernels.head_writes(layer, z)
+        wrote(head_writes)
         resid = resid + head_writes.sum(0) + bias
         mlp_out = kernels.mlp(layer, fed(resid, graph.mlp_reader(layer), None))
-        writes.append(mlp_out)
+        wrote(mlp_out.unsqueeze(0))
         resid = resid + mlp_out
     final = fed(resid, graph.logits_reader, None)
-    return EdgeRun(kernels.unembed(final[:, -1]), torch.stack(writes), tuple(inputs))
+    return EdgeRun(kernels.unembed(final[:, -1]), tuple(writes), tuple(inputs))

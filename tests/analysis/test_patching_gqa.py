@@ -208,3 +208,31 @@ def test_an_architecture_must_provide_every_piece():
 
     with pytest.raises(TypeError, match="abstract"):
         Partial()  # type: ignore[abstract]
+
+
+def check_per_head_projections(kernels, trace):
+    """``q_own`` / ``k_own`` / ``v_own`` / ``head_writes`` equal the generic implementations of the base class."""
+    resid = trace.resid_pre[1]
+    positions = torch.arange(resid.shape[1])
+    copies = [kernels.attn_in(1, resid + 0.1 * torch.randn(n, *resid.shape, generator=torch.Generator().manual_seed(n)))
+              for n in (kernels.n_heads, kernels.n_kv_heads)]
+    with torch.inference_mode():
+        compared = [(kernels.q_own(1, copies[0], positions), Kernels.q_own(kernels, 1, copies[0], positions)),
+                    (kernels.k_own(1, copies[1], positions), Kernels.k_own(kernels, 1, copies[1], positions)),
+                    (kernels.v_own(1, copies[1]), Kernels.v_own(kernels, 1, copies[1]))]
+        if kernels.heads_additive:
+            writes, bias = kernels.head_writes(1, trace.z[1])
+            generic, generic_bias = Kernels._head_writes(kernels, 1, trace.z[1])
+            compared += [(writes, generic), (bias, generic_bias), (writes.sum(0) + bias, kernels.attn_out(1, trace.z[1]))]
+    assert type(kernels).q_own is not Kernels.q_own
+    for ours, expected in compared:
+        assert ours.shape == expected.shape and (ours - expected).abs().max() <= 1e-5
+
+
+def test_per_head_projections_equal_projecting_every_head(setup):
+    patcher = setup[3]
+    check_per_head_projections(patcher.kernels, patcher.traces["clean"])
+
+
+def test_gpt2_per_head_projections_equal_projecting_every_head(patcher):
+    check_per_head_projections(patcher.kernels, patcher.traces["clean"])

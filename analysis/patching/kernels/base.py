@@ -78,6 +78,20 @@ def repeat_kv(t: Float[Tensor, "... kv_head d_head"], n_rep: int) -> Float[Tenso
     return t if n_rep == 1 else t.repeat_interleave(n_rep, dim=-2)
 
 
+def own_heads(t: Float[Tensor, "copy *rest head d_head"]) -> Float[Tensor, "*rest head d_head"]:
+    """Head ``i`` of copy ``i``, from every head projected from every copy of an input."""
+    return torch.diagonal(t, dim1=0, dim2=-2).movedim(-1, -2)
+
+
+def own_linear(
+    x: Float[Tensor, "head *rest d_in"], weight: Float[Tensor, "out d_in"], bias: Float[Tensor, " out"] | None
+) -> Float[Tensor, "*rest head d_head"]:
+    """Head ``h``'s slice of a projection (``out = head × d_head`` rows of ``weight``) applied to ``x[h]`` only."""
+    n_heads = x.shape[0]
+    out = torch.einsum("h...i,hei->...he", x, weight.reshape(n_heads, -1, weight.shape[-1]))
+    return out if bias is None else out + bias.view(n_heads, -1)
+
+
 def visible(
     query_pos: Int[Tensor, "*q"], key_pos: Int[Tensor, "*k"], window: int | None
 ) -> Bool[Tensor, "*q *k"]:
@@ -190,6 +204,46 @@ class Kernels(abc.ABC):
     ) -> tuple[Float[Tensor, "batch head pos pos"], Float[Tensor, "batch pos head d_head"]]:
         """Pattern and head outputs of ``layer`` for whole sequences ``[batch, pos, ...]``."""
         return causal_attention(q, k, v, self.attn_scale(layer), window=self.window(layer))
+
+    def q_own(
+        self, layer: int, x: Float[Tensor, "head ... d_model"], positions: Int[Tensor, "..."]
+    ) -> Float[Tensor, "... head d_head"]:
+        """Query head ``h`` from its own attention input ``x[h]`` (edge graphs give each reader its own).
+
+        Here every head is projected from every copy and the diagonal kept; an architecture
+        overrides it with per-head projections (``n_heads`` times less work).
+        """
+        return own_heads(self.q(layer, x, positions))
+
+    def k_own(
+        self, layer: int, x: Float[Tensor, "kv_head ... d_model"], positions: Int[Tensor, "..."]
+    ) -> Float[Tensor, "... kv_head d_head"]:
+        """Key/value head ``g``'s keys from its own attention input ``x[g]`` (see :meth:`q_own`)."""
+        return own_heads(self.k(layer, x, positions))
+
+    def v_own(self, layer: int, x: Float[Tensor, "kv_head ... d_model"]) -> Float[Tensor, "... kv_head d_head"]:
+        """Key/value head ``g``'s values from its own attention input ``x[g]`` (see :meth:`q_own`)."""
+        return own_heads(self.v(layer, x))
+
+    def head_writes(
+        self, layer: int, z: Float[Tensor, "... head d_head"]
+    ) -> tuple[Float[Tensor, "head ... d_model"], Float[Tensor, " d_model"]]:
+        """Each head's own write to the residual stream (its ``z`` through its slice of the output
+        projection) and the bias shared by all; their sum is :meth:`attn_out`."""
+        if not self.heads_additive:
+            raise UnsupportedArchitectureError(
+                f"{type(self).__name__}: attention output is not a sum of per-head writes (a norm follows "
+                "it), so the residual stream has no per-head edges; use exact or attribution patching of heads"
+            )
+        return self._head_writes(layer, z)
+
+    def _head_writes(self, layer: int, z: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`head_writes` through :meth:`attn_out` alone: each head with the others zeroed."""
+        n_heads = z.shape[-2]
+        bias = self.attn_out(layer, z.new_zeros(1, *z.shape[-2:]))[0]
+        eye = torch.eye(n_heads, dtype=z.dtype, device=z.device)
+        alone = eye.view(n_heads, *([1] * (z.dim() - 2)), n_heads, 1) * z
+        return self.attn_out(layer, alone) - bias, bias
 
     def expand_kv(self, t: Float[Tensor, "... kv_head d_head"]) -> Float[Tensor, "... head d_head"]:
         """Keys or values laid out per query head."""

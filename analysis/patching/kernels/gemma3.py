@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from analysis.patching.kernels.base import UnsupportedArchitectureError, linear, raw
+from analysis.patching.kernels.base import UnsupportedArchitectureError, raw
 from analysis.patching.kernels.llama import LlamaKernels
 
 
@@ -69,15 +69,11 @@ class Gemma3Kernels(LlamaKernels):
     def embed(self, tokens):
         return self._embed[tokens] * self._embed_scale
 
-    def q(self, layer, x, positions):
-        block = self._blocks[layer]
-        q = self._rms(self._heads(linear(x, block["q"]), self.n_heads), block["q_norm"])
-        return self._rotate(layer, q, positions)
+    def _finish_q(self, layer, q, positions):
+        return self._rotate(layer, self._rms(q, self._blocks[layer]["q_norm"]), positions)
 
-    def k(self, layer, x, positions):
-        block = self._blocks[layer]
-        k = self._rms(self._heads(linear(x, block["k"]), self.n_kv_heads), block["k_norm"])
-        return self._rotate(layer, k, positions)
+    def _finish_k(self, layer, k, positions):
+        return self._rotate(layer, self._rms(k, self._blocks[layer]["k_norm"]), positions)
 
     def attn_out(self, layer, z):
         return self._rms(super().attn_out(layer, z), self._blocks[layer]["ln1_post"])

@@ -13,6 +13,7 @@ from analysis.patching.kernels.base import (
     UnsupportedArchitectureError,
     activation,
     matmul_rows,
+    own_linear,
     raw,
 )
 
@@ -92,11 +93,28 @@ class Gpt2Kernels(Kernels):
     def v(self, layer, x):
         return self._project(layer, "v", x)
 
+    def _own(self, layer: int, name: str, x: Tensor) -> Tensor:
+        weight, bias = self._blocks[layer][name]
+        return own_linear(x, weight.T, bias)
+
+    def q_own(self, layer, x, positions):
+        return self._own(layer, "q", x)
+
+    def k_own(self, layer, x, positions):
+        return self._own(layer, "k", x)
+
+    def v_own(self, layer, x):
+        return self._own(layer, "v", x)
+
     def attn_scale(self, layer: int) -> float:
         return self._scale[layer]
 
     def attn_out(self, layer, z):
         return _conv1d(z.reshape(*z.shape[:-2], self.d_model), self._blocks[layer]["o"])
+
+    def _head_writes(self, layer, z):
+        weight, bias = self._blocks[layer]["o"]
+        return torch.einsum("...he,hed->h...d", z, weight.view(self.n_heads, self.d_head, self.d_model)), bias
 
     def mlp(self, layer, resid_mid):
         block = self._blocks[layer]

@@ -18,6 +18,7 @@ from analysis.patching.kernels.base import (
     UnsupportedArchitectureError,
     activation,
     linear,
+    own_linear,
     raw,
 )
 
@@ -102,14 +103,35 @@ class LlamaKernels(Kernels):
     def attn_in(self, layer, resid):
         return self._rms(resid, self._blocks[layer]["ln1"])
 
+    def _finish_q(self, layer: int, q: Tensor, positions: Tensor) -> Tensor:
+        """Projected queries ``[..., head, d_head]`` to what attention reads (rotary embedding here)."""
+        return self._rotate(layer, q, positions)
+
+    def _finish_k(self, layer: int, k: Tensor, positions: Tensor) -> Tensor:
+        """Projected keys ``[..., kv_head, d_head]`` to what attention reads (rotary embedding here)."""
+        return self._rotate(layer, k, positions)
+
+    def _own(self, layer: int, name: str, x: Tensor) -> Tensor:
+        module = self._blocks[layer][name]
+        return own_linear(x, module.weight.detach(), None if module.bias is None else module.bias.detach())
+
     def q(self, layer, x, positions):
-        return self._rotate(layer, self._heads(linear(x, self._blocks[layer]["q"]), self.n_heads), positions)
+        return self._finish_q(layer, self._heads(linear(x, self._blocks[layer]["q"]), self.n_heads), positions)
 
     def k(self, layer, x, positions):
-        return self._rotate(layer, self._heads(linear(x, self._blocks[layer]["k"]), self.n_kv_heads), positions)
+        return self._finish_k(layer, self._heads(linear(x, self._blocks[layer]["k"]), self.n_kv_heads), positions)
 
     def v(self, layer, x):
         return self._heads(linear(x, self._blocks[layer]["v"]), self.n_kv_heads)
+
+    def q_own(self, layer, x, positions):
+        return self._finish_q(layer, self._own(layer, "q", x), positions)
+
+    def k_own(self, layer, x, positions):
+        return self._finish_k(layer, self._own(layer, "k", x), positions)
+
+    def v_own(self, layer, x):
+        return self._own(layer, "v", x)
 
     def attn_scale(self, layer: int) -> float:
         return self._scales[layer]
@@ -119,6 +141,12 @@ class LlamaKernels(Kernels):
 
     def attn_out(self, layer, z):
         return linear(z.reshape(*z.shape[:-2], self.n_heads * self.d_head), self._blocks[layer]["o"])
+
+    def _head_writes(self, layer, z):
+        o = self._blocks[layer]["o"]
+        weight = o.weight.detach().view(self.d_model, self.n_heads, self.d_head)
+        bias = o.bias.detach() if o.bias is not None else weight.new_zeros(self.d_model)
+        return torch.einsum("...he,dhe->h...d", z, weight), bias
 
     def _gated(self, layer: int, x: Tensor) -> Tensor:
         block = self._blocks[layer]
