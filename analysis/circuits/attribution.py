@@ -23,7 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analysis.patching.forward import last_position_only
-from analysis.patching.guards import require_eval
+from analysis.patching.guards import require_eval, require_finite
 from analysis.patching.metrics import Metric, batch_metric, calibrate
 from analysis.patching.pairs import PairBatch
 from analysis.patching.results import Axis, SweepResult, as_values, direction_runs
@@ -82,6 +82,7 @@ def _gradients(
                 "hooks carry gradients (boot it with TransformerBridge.boot_transformers)"
             )
         grads = dict(zip(names, torch.autograd.grad(value, [kept[n] for n in names], allow_unused=True)))
+    require_finite(grads, what="attribution patching")
     return metric, value, kept, grads
 
 

@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analysis.circuits.edges import EdgeGraph, edge_forward
-from analysis.patching.guards import require_eval
+from analysis.patching.guards import require_eval, require_finite
 from analysis.patching.kernels import Kernels
 from analysis.patching.metrics import batch_metric
 from analysis.patching.patcher import ActivationPatcher
@@ -128,6 +128,7 @@ def edge_attribution(patcher: ActivationPatcher, *, ig_steps: int = 1) -> EdgeSc
             run = edge_forward(kernels, graph, start)
             value = batch_metric(patcher.metric, run.answer_logits)
             step_grads = torch.autograd.grad(value, run.reader_inputs)
+        require_finite({f"reader input group {i}": g for i, g in enumerate(step_grads)}, what="edge attribution")
         grads = list(step_grads) if grads is None else [g + s for g, s in zip(grads, step_grads)]
     assert grads is not None
     per_reader = _per_reader([g / ig_steps for g in grads])  # [reader, batch, pos, d_model]

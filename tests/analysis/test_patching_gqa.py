@@ -22,9 +22,11 @@ from transformers import (
 )
 
 import analysis.patching.patcher as patching_module
+from analysis.circuits.attribution import attribution_patch
 from analysis.circuits.eap import edge_attribution
 from analysis.circuits.edges import EdgeGraph, edge_forward
 from analysis.circuits.paths import path_patch
+from analysis.patching.guards import NonFiniteGradientError
 from analysis.patching.kernels import (
     Gemma3Kernels,
     Kernels,
@@ -236,3 +238,18 @@ def test_per_head_projections_equal_projecting_every_head(setup):
 
 def test_gpt2_per_head_projections_equal_projecting_every_head(patcher):
     check_per_head_projections(patcher.kernels, patcher.traces["clean"])
+
+
+def test_overflowing_gradients_are_refused(tmp_path_factory, tiny_tokenizer, pair_batch):
+    """A zero residual at position 0 (zero embedding row) with a tiny RMSNorm eps overflows the backward."""
+    model = build("llama", len(tiny_tokenizer), rms_norm_eps=1e-30)
+    with torch.no_grad():
+        model.model.embed_tokens.weight[pair_batch.clean_tokens[:, 0]] = 0.0
+    bridge = boot(model, tiny_tokenizer, tmp_path_factory)
+    pairs = pair_batch.with_answers(*separating_answers(bridge, pair_batch))
+    patcher = ActivationPatcher(bridge, pairs, config=PatchingConfig(progress=False, min_gap=1e-3, engine="fast"))
+    assert torch.isfinite(patcher.sweep("head_out").values).all()  # exact patching is unaffected
+    with pytest.raises(NonFiniteGradientError, match="RMSNorm's derivative"):
+        attribution_patch(bridge, pairs, patcher.metric)
+    with pytest.raises(NonFiniteGradientError, match="edge attribution"):
+        edge_attribution(patcher)
