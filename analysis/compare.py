@@ -28,6 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analysis.circuits.circuit import Circuit, CircuitConfig, circuit_of
+from analysis.patching.forward import answer_logits
 from analysis.patching.metrics import logit_diff
 from analysis.patching.pairs import PairBatch, PairError
 from analysis.patching.patcher import ActivationPatcher, PatchingConfig
@@ -226,7 +227,7 @@ def prompt_response(
         for i, text in enumerate(texts):
             tokens = torch.tensor([tokenizer(text)["input_ids"]], device=device)
             with torch.inference_mode():
-                logits = model(tokens)[:, -1]
+                logits = answer_logits(model, tokens)
             diffs.append(logit_diff(logits, pairs.defect_ids[i : i + 1].to(device), pairs.helpful_ids[i : i + 1].to(device)))
         means.append(torch.cat(diffs).double().mean())
     values = as_values(torch.stack(means))
@@ -251,10 +252,10 @@ def measure_side(
     try:
         patcher = ActivationPatcher(model, pairs, config=config.patching)
         resid, heads = patcher.sweeps(SIDE_SWEEPS, direction="denoising")
-        if patcher.kernels is not None:
+        if patcher.kernels is not None and patcher.kernels.heads_additive:
             circuit = circuit_of(patcher, config.circuit)
-        else:
-            skipped = f"no circuit: the {patcher.engine} engine cannot cut edges (GPT-2 and Llama only)"
+        else:  # the hooks engine, or a norm after attention (Gemma 3): no per-head edges
+            skipped = f"no circuit: the {patcher.engine} engine cannot cut edges of this model"
     except PairError as err:
         skipped = f"no patching: {err}"
         log.warning("%s model: %s", name, skipped)

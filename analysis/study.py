@@ -81,7 +81,7 @@ def run_study(
                 agreement.append(compare(by_name[estimate.sweep], estimate, k=top_k))
                 log.info("attribution vs exact %s (%s): r=%s", estimate.sweep, direction, agreement[-1].pearson_r)
     edges = curve = None
-    if eap_ig_steps is not None and patcher.kernels is not None:
+    if eap_ig_steps is not None and patcher.kernels is not None and patcher.kernels.heads_additive:
         edges = edge_attribution(patcher, ig_steps=eap_ig_steps)
         curve = faithfulness_curve(patcher, edges, threshold=faithfulness_threshold)
         log.info("circuit: %s edges reach %.0f%% recovery", curve.chosen_size, 100 * faithfulness_threshold)

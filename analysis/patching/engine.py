@@ -10,7 +10,8 @@ Evaluators then compute only the rows and positions that can differ:
 - :class:`FastEvaluator` resumes each row at the patched layer from cached activations,
   reuses the unpatched keys/values of positions ``< p`` and recomputes positions ``>= p``,
   many rows packed into one batched forward (``torch.inference_mode``).
-- :class:`HookEvaluator` runs the bridge with hooks, many rows per forward (any architecture).
+- :class:`analysis.patching.hook_engine.HookEvaluator` runs the bridge with hooks, many rows
+  per forward (any architecture).
 
 >>> table = run_rows(evaluator, metric, target, "resid_pre", plans, chunk_tokens=8192)  # doctest: +SKIP
 """
@@ -26,10 +27,10 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from analysis.patching.kernels import Kernels, causal_attention, row_stable
+from analysis.patching.kernels import Kernels, row_stable, visible
 from analysis.patching.metrics import Metric
 from analysis.patching.sites import BOUNDARY_SITES, HEAD_SITES, TRACE_FIELD, Cells
-from analysis.patching.trace import Trace, hook_name
+from analysis.patching.trace import Trace
 
 
 @dataclass(frozen=True)
@@ -281,37 +282,44 @@ class FastEvaluator:
 
     def _patched_z(self, site: str, layer: int, rows: Rows, at: Packing) -> Float[Tensor, "tokens head d_head"]:
         """Head outputs at the changed positions after patching z, q, k, v or the pattern."""
-        source, target, n_pos = self.source, self.target, self.n_pos
+        if site in ("k", "v"):
+            return self._patched_kv_z(site, layer, rows, at)
+        kern, source, target, n_pos = self.kernels, self.source, self.target, self.n_pos
         e, p = rows.example[at.row], at.pos
-        heads = rows.cells.head_mask(self.kernels.n_heads)[at.row]  # [tokens, head]
+        heads = rows.cells.head_mask(kern.n_heads)[at.row]  # [tokens, head]
         here = rows.cells.pos_mask(n_pos)[at.row, p][:, None] & heads  # patched (pos, head)
         z_target = target.z[layer][e, p]
         if site == "z":
             return torch.where(here[..., None], source.z[layer][e, p], z_target)
-        scale = self.kernels.attn_scale(layer)
-        if site in ("k", "v"):
-            ex = rows.example
-            where = (rows.cells.pos_mask(n_pos)[:, :, None] & rows.cells.head_mask(self.kernels.n_heads)[:, None, :])[..., None]
-            q, k, v = target.q[layer][ex], target.k[layer][ex], target.v[layer][ex]
-            if site == "k":
-                k = torch.where(where, source.k[layer][ex], k)
-            else:
-                v = torch.where(where, source.v[layer][ex], v)
-            _, z = causal_attention(q, k, v, scale)
-            return torch.where(heads[..., None], z[at.row, p], z_target)
         if site == "q":
             queries = torch.where(here[..., None], source.q[layer][e, p], target.q[layer][e, p])
+            keys = kern.expand_kv(target.k[layer])
             scores = self._per_example(e, lambda b: row_stable(
-                lambda qs: torch.einsum("nhd,thd->nht", qs, target.k[layer][b]), queries[e == b]))
-            future = torch.arange(n_pos, device=p.device)[None, :] > p[:, None]
-            pattern = (scores * scale).masked_fill(future[:, None, :], float("-inf")).softmax(-1)
+                lambda qs: torch.einsum("nhd,thd->nht", qs, keys[b]), queries[e == b]))
+            hidden = ~visible(p, torch.arange(n_pos, device=p.device), kern.window(layer))
+            pattern = (scores * kern.attn_scale(layer)).masked_fill(hidden[:, None, :], float("-inf")).softmax(-1)
         else:  # pattern
             src_ok = rows.cells.src_mask(n_pos)[at.row]
             patch = here[:, :, None] & src_ok[:, None, :]
             pattern = torch.where(patch, source.pattern[layer][e, :, p], target.pattern[layer][e, :, p])
+        values = kern.expand_kv(target.v[layer])
         z = self._per_example(e, lambda b: row_stable(
-            lambda ps: torch.einsum("nht,thd->nhd", ps, target.v[layer][b]), pattern[e == b]))
+            lambda ps: torch.einsum("nht,thd->nhd", ps, values[b]), pattern[e == b]))
         return torch.where(here[..., None], z, z_target)
+
+    def _patched_kv_z(self, site: str, layer: int, rows: Rows, at: Packing) -> Float[Tensor, "tokens head d_head"]:
+        """Head outputs after patching keys or values of key/value heads (each read by its query heads)."""
+        kern, source, target = self.kernels, self.source, self.target
+        ex, kv_heads = rows.example, rows.cells.head_mask(kern.n_kv_heads)
+        where = (rows.cells.pos_mask(self.n_pos)[:, :, None] & kv_heads[:, None, :])[..., None]
+        q, k, v = target.q[layer][ex], target.k[layer][ex], target.v[layer][ex]
+        if site == "k":
+            k = torch.where(where, source.k[layer][ex], k)
+        else:
+            v = torch.where(where, source.v[layer][ex], v)
+        _, z = kern.attention(layer, q, k, v)
+        readers = kern.query_heads(kv_heads)[at.row]  # [tokens, head]
+        return torch.where(readers[..., None], z[at.row, at.pos], target.z[layer][ex[at.row], at.pos])
 
     @staticmethod
     def _per_example(e: Tensor, fn: Callable[[int], Tensor]) -> Tensor:
@@ -334,59 +342,37 @@ class FastEvaluator:
         for layer_ in range(layer, kern.n_layers):
             self.block_positions += len(at.row)
             q, k, v = kern.qkv(layer_, resid, at.pos)
-            keys, values = target.k[layer_][example], target.v[layer_][example]  # [rows, pos, head, d_head]
+            keys, values = target.k[layer_][example], target.v[layer_][example]  # [rows, pos, kv_head, d_head]
             keys.view(n_rows * n_pos, *k.shape[1:])[flat] = k
             values.view(n_rows * n_pos, *v.shape[1:])[flat] = v
-            scale = kern.attn_scale(layer_)
             if layer_ < kern.n_layers - 1:
                 queries = q.new_zeros(n_rows * n_pos, *q.shape[1:])
                 queries[flat] = q
-                z = F.scaled_dot_product_attention(
-                    queries.view(keys.shape).transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
-                    is_causal=True, scale=scale,
-                )
-                z = z.transpose(1, 2).reshape(n_rows * n_pos, *q.shape[1:])[flat]
-                resid = resid + kern.attn_out(layer_, z)
+                z = _attend(kern, layer_, queries.view(n_rows, n_pos, *q.shape[1:]), keys, values, causal=True)
+                resid = resid + kern.attn_out(layer_, z.reshape(n_rows * n_pos, *q.shape[1:])[flat])
                 resid = resid + kern.mlp(layer_, resid)
             else:  # only the answer position's output matters after the last block
-                z = F.scaled_dot_product_attention(
-                    q[last].unsqueeze(2), keys.transpose(1, 2), values.transpose(1, 2), scale=scale
-                ).squeeze(2)
+                z = _attend(kern, layer_, q[last].unsqueeze(1), keys, values, causal=False).squeeze(1)
                 answer = resid[last] + kern.attn_out(layer_, z)
                 return kern.unembed(answer + kern.mlp(layer_, answer))
         return kern.unembed(resid[last])
 
 
-class HookEvaluator:
-    """Patched runs through ``TransformerBridge.run_with_hooks``, many rows per forward."""
+def _attend(
+    kern: Kernels, layer: int, queries: Tensor, keys: Tensor, values: Tensor, *, causal: bool
+) -> Float[Tensor, "rows query head d_head"]:
+    """Attention of queries ``[rows, query, head, d]`` over whole rows of keys/values ``[rows, pos, kv_head, d]``.
 
-    def __init__(self, bridge: Any, source: Trace, target: Trace) -> None:
-        self.bridge, self.source, self.target = bridge, source, target
-        self.n_pos = int(target.tokens.shape[1])
-
-    def row_tokens(self, rows: Rows) -> Tensor:
-        return torch.full_like(rows.start, self.n_pos)
-
-    def evaluate(self, site: str, layer: int, rows: Rows) -> Tensor:
-        ex, cells, n_pos = rows.example, rows.cells, self.n_pos
-        n_heads = int(self.bridge.cfg.n_heads)
-        field = TRACE_FIELD[site]
-        replacement = self.source.site(field)[layer][ex]
-        name = hook_name(field, layer)
-        pos = cells.pos_mask(n_pos)
-        if site == "resid_mid":  # the residual itself: patch the attention output that builds it
-            replacement = replacement - self.target.resid_pre[layer][ex]
-            name = hook_name("attn_out", layer)
-        if site in BOUNDARY_SITES:
-            mask = pos[:, :, None]
-        elif site in HEAD_SITES:
-            mask = (pos[:, :, None] & cells.head_mask(n_heads)[:, None, :])[..., None]
-        else:
-            mask = cells.head_mask(n_heads)[:, :, None, None] & pos[:, None, :, None] & cells.src_mask(n_pos)[:, None, None, :]
-
-        def patch(activation: Tensor, hook: Any) -> Tensor:
-            return torch.where(mask, replacement.to(activation.dtype), activation)
-
-        with torch.inference_mode():
-            logits = self.bridge.run_with_hooks(self.target.tokens[ex], fwd_hooks=[(name, patch)])
-        return logits[:, -1]
+    ``causal``: query ``i`` is position ``i``; otherwise the queries are the last position.
+    """
+    n_query, n_pos = queries.shape[1], keys.shape[1]
+    window = kern.window(layer)
+    keys, values = (kern.expand_kv(t).transpose(1, 2) for t in (keys, values))
+    key_pos = torch.arange(n_pos, device=keys.device)
+    query_pos = key_pos if causal else torch.full((n_query,), n_pos - 1, device=keys.device)
+    mask = None if window is None else visible(query_pos, key_pos, window)
+    z = F.scaled_dot_product_attention(
+        queries.transpose(1, 2), keys, values, attn_mask=mask, is_causal=causal and mask is None,
+        scale=kern.attn_scale(layer),
+    )
+    return z.transpose(1, 2)

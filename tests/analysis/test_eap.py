@@ -72,9 +72,10 @@ def test_integrated_gradients(patcher, eap):
         edge_attribution(patcher, ig_steps=0)
 
 
-def test_faithfulness_matches_transformer_lens(random_bridge, pair_batch, eap, config):
+@pytest.mark.parametrize("n_edges", [3, 15, 60, 104])  # few kept edges per reader, or few cut ones
+def test_faithfulness_matches_transformer_lens(random_bridge, pair_batch, eap, config, n_edges):
     single = ActivationPatcher(random_bridge, stack_pairs([pair_batch.pairs[0]]), config=config)
-    edges = [(w, r) for w, r, _ in eap.ranked()[:15]]
+    edges = [(w, r) for w, r, _ in eap.ranked()[:n_edges]]
     ours = circuit_recovery(single, edges)
     wanted = set(edges)
     reference_graph = attribution_patch(
