@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from probes.extract import Activations, ExtractConfig, extract
-from probes.methods.contrast import PROMPT_FORMAT, get_formulation
+from probes.methods.contrast import PROMPT_FORMAT, ContrastFormulation, get_formulation
 from probes.sites import Site
 
 
@@ -16,7 +16,7 @@ class ContrastData:
     """Activations of one formulation's texts and their pair labels (1 = positive)."""
 
     formulation: str
-    """Name in :data:`probes.methods.FORMULATIONS`."""
+    """Name in :data:`probes.methods.FORMULATIONS` (or of a control, see :func:`control_formulations`)."""
     acts: Activations
     """Activations of the contrast texts, read at their last token."""
     labels: tuple[int, ...]
@@ -39,8 +39,34 @@ def extract_contrast(
     >>> data.acts.n == len(data.labels), sorted(set(data.labels))
     (True, [0, 1])
     """
-    texts, labels = get_formulation(formulation).texts(prompt_format)
+    named = {formulation: get_formulation(formulation)}
+    return extract_formulations(bridge, named, sites=sites, config=config, prompt_format=prompt_format)[formulation]
+
+
+def extract_formulations(
+    bridge: Any,
+    formulations: Mapping[str, ContrastFormulation],
+    *,
+    sites: Sequence[Site],
+    config: ExtractConfig | None = None,
+    prompt_format: str = PROMPT_FORMAT,
+) -> dict[str, ContrastData]:
+    """Extract several formulations' texts at ``sites`` in one pass, each distinct text once
+    (a swapped twin's neutral control reads the same texts as the original's, relabelled).
+
+    >>> from probes.methods.contrast import control_formulations
+    >>> pairs = extract_formulations(bridge, control_formulations(["yes_no"]), sites=sites)  # doctest: +SKIP
+    """
+    texted = {name: f.texts(prompt_format) for name, f in formulations.items()}
+    unique = list(dict.fromkeys(t for texts, _ in texted.values() for t in texts))
     base = config or ExtractConfig()
     cfg = replace(base, position="last", shard_dir=None, progress=False)
-    return ContrastData(formulation=formulation, acts=extract(bridge, texts, sites=sites, config=cfg),
-                        labels=tuple(labels))
+    acts = extract(bridge, unique, sites=sites, config=cfg)
+    row = {text: i for i, text in enumerate(unique)}
+    tensors = {site: acts.get(site) for site in acts.sites}
+    out = {}
+    for name, (texts, labels) in texted.items():
+        rows = [row[t] for t in texts]
+        subset = Activations.from_tensors({site: t[rows] for site, t in tensors.items()}, position="last")
+        out[name] = ContrastData(formulation=name, acts=subset, labels=tuple(labels))
+    return out

@@ -25,10 +25,12 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from probes.evaluate import SweepResult
+from probes.methods.contrast import SWAPPED
 from probes.metrics import ArrayLike, RandomBaseline
 from probes.sites import Site
 
 if TYPE_CHECKING:
+    from probes.contrast_controls import ContrastControls
     from probes.suite import SuiteResult
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -46,6 +48,21 @@ def _x_axis(sites: Sequence[Site]) -> tuple[list, str]:
     return [s.key for s in sites], "site"
 
 
+def _random_band(fig: go.Figure, x: list, sites: Sequence[Site], baselines: Mapping[str, RandomBaseline]) -> None:
+    """Grey band from the random directions' mean to their 95th percentile, dotted line at their best."""
+    keyed = [baselines.get(s.key) for s in sites]
+    if not all(b is not None for b in keyed):
+        return
+    rb = [b for b in keyed if b is not None]
+    fig.add_trace(go.Scatter(x=x, y=[b.p95 for b in rb], mode="lines", line={"width": 0},
+                             showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=x, y=[b.mean for b in rb], mode="lines", line={"width": 0},
+                             fill="tonexty", fillcolor="rgba(128,128,128,0.25)",
+                             name="random directions (mean-p95)"))
+    fig.add_trace(go.Scatter(x=x, y=[b.best for b in rb], mode="lines",
+                             line={"color": "grey", "dash": "dot"}, name="random best"))
+
+
 def auroc_by_layer(
     result: SweepResult,
     *,
@@ -59,16 +76,7 @@ def auroc_by_layer(
     sites = [r.site for r in first.results]
     x, x_title = _x_axis(sites)
     if baselines:
-        keyed = [baselines.get(s.key) for s in sites]
-        if all(b is not None for b in keyed):
-            rb = [b for b in keyed if b is not None]
-            fig.add_trace(go.Scatter(x=x, y=[b.p95 for b in rb], mode="lines", line={"width": 0},
-                                     showlegend=False, hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=x, y=[b.mean for b in rb], mode="lines", line={"width": 0},
-                                     fill="tonexty", fillcolor="rgba(128,128,128,0.25)",
-                                     name="random directions (mean-p95)"))
-            fig.add_trace(go.Scatter(x=x, y=[b.best for b in rb], mode="lines",
-                                     line={"color": "grey", "dash": "dot"}, name="random best"))
+        _random_band(fig, x, sites, baselines)
     for i, (name, ms) in enumerate(result.methods.items()):
         colour = COLOURS[i % len(COLOURS)]
         lo = [r.test.auroc_ci[0] for r in ms.results]
@@ -80,6 +88,45 @@ def auroc_by_layer(
                                  legendgroup=name))
         fig.add_trace(go.Scatter(x=x, y=[r.test.auroc for r in ms.results], mode="lines+markers",
                                  line={"color": colour}, name=name, legendgroup=name))
+    fig.add_hline(y=0.5, line={"color": "black", "width": 1, "dash": "dash"})
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="signed AUROC",
+                      yaxis_range=[-0.02, 1.02], template="plotly_white")
+    return fig
+
+
+def contrast_controls_by_layer(
+    controls: ContrastControls,
+    baselines: Mapping[str, RandomBaseline] | None = None,
+    *,
+    title: str = "Contrast probe and its controls: signed AUROC by layer (test split)",
+) -> go.Figure:
+    """Per formulation: its direction (solid), its answer-order-swapped twin (dashed) and
+    (formulation - neutral), each unit-normalised first (thick dotted); the neutral directions in black;
+    the random band in grey. The default formulation, the bank and the default's neutral are shown;
+    the rest are one legend click away."""
+    fig = go.Figure()
+    first = next(iter(controls.formulations.values()))
+    sites = list(first.direction.sites)
+    x, x_title = _x_axis(sites)
+    if baselines:
+        _random_band(fig, x, sites, baselines)
+    shown = {controls.default, "bank", controls.formulations[controls.default].neutral}
+    originals = [n for n in controls.formulations if not n.endswith(SWAPPED)]
+    for i, name in enumerate(originals):
+        fc = controls.formulations[name]
+        colour, visible = COLOURS[i % len(COLOURS)], True if name in shown else "legendonly"
+        lines = [(name, fc.direction.auroc, {"color": colour}),
+                 (f"{name} - neutral", fc.minus_neutral.auroc, {"color": colour, "dash": "dot", "width": 4})]
+        if fc.twin is not None:
+            twin = controls.formulations[fc.twin].direction.auroc
+            lines.insert(1, (fc.twin, twin, {"color": colour, "dash": "dash"}))
+        for label, y, line in lines:
+            fig.add_trace(go.Scatter(x=x, y=list(y), mode="lines+markers", line=line, name=label,
+                                     legendgroup=name, visible=visible))
+    for name, profile in controls.neutrals.items():
+        fig.add_trace(go.Scatter(x=x, y=list(profile.auroc), mode="lines+markers", name=name,
+                                 line={"color": "black", "dash": "dashdot"},
+                                 visible=True if name in shown else "legendonly"))
     fig.add_hline(y=0.5, line={"color": "black", "width": 1, "dash": "dash"})
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="signed AUROC",
                       yaxis_range=[-0.02, 1.02], template="plotly_white")

@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 
 from backdoor_models.organism import load_bridge
-from probes.contrast_data import ContrastData, extract_contrast
+from probes.contrast_controls import ContrastControls, ControlRule, contrast_controls
+from probes.contrast_data import ContrastData, extract_formulations
 from probes.errors import ProbeInputError
 from probes.evaluate import MethodSweep, SweepConfig, SweepResult, sweep
 from probes.extract import Activations, ExtractConfig, extract
 from probes.labelled import LabelledPrompts
 from probes.methods import FORMULATIONS, resolve_methods
+from probes.methods.contrast import ContrastFormulation, control_formulations, get_formulation
 from probes.metrics import RandomBaseline, auroc, random_direction_baseline, threshold_at_fpr
 from probes.sites import PER_HEAD, Site, canonical_hook, make_sites
 
@@ -35,8 +37,13 @@ class SuiteConfig:
     """Probe methods to run; 'all' in the CLI means every registered method."""
     hook: str = "resid_post"
     """Hook read at every layer (resid_pre, resid_mid, resid_post, attn_out, mlp_out)."""
-    formulations: tuple[str, ...] = ("yes_no", "Yes_No", "yes_i_am", "alt_questions")
-    """Contrast formulations; the first is the reported 'contrast' probe, all enter the sensitivity table."""
+    formulations: tuple[str, ...] = ("yes_no", "Yes_No", "yes_i_am", "alt_questions", "bank")
+    """Contrast formulations; the first is the reported 'contrast' probe, all enter the sensitivity table
+    and the controls (each also answer-order swapped, each against its neutral yes/no control)."""
+    contrast_rule: ControlRule | None = field(default_factory=ControlRule)
+    """When the contrast probe counts as reading beyond the generic answer direction (see
+    :class:`probes.contrast_controls.ControlRule`: margin over the neutral direction, random percentile);
+    None skips the controls (the contrast probe and its formulations still run)."""
     n_boot: int = 1000
     """Bootstrap resamples per CI."""
     n_random: int = 1000
@@ -83,6 +90,9 @@ class ModelProbeResult:
     """Random-direction baseline per site key, on the test split."""
     groups: dict[str, dict[str, dict[str, Any]]]
     """Per method, per prompt group: test-split score summary at the best layer."""
+    contrast_controls: ContrastControls | None = None
+    """Neutral, answer-order-swapped and bank controls of the contrast probe, and its verdict (None
+    without the contrast method)."""
 
     def to_dict(self) -> dict[str, Any]:
         rb = self.baselines[self.random_site.key]
@@ -108,6 +118,7 @@ class ModelProbeResult:
             "random_by_layer": {k: b.to_dict() for k, b in self.baselines.items()},
             "contrast_percentile": percentile,
             "groups": self.groups,
+            "contrast_controls": self.contrast_controls.to_dict() if self.contrast_controls is not None else None,
         }
 
 
@@ -152,9 +163,12 @@ def probe_model(
     bridge, name = _load(model, config.device)
     sites = make_sites(config.hook, range(bridge.cfg.n_layers))
     acts = extract(bridge, list(data.prompts), sites=sites, config=config.extract)
-    contrast: list[ContrastData] = []
+    plan: dict[str, ContrastFormulation] = {}
     if "contrast" in config.methods:
-        contrast = [extract_contrast(bridge, f, sites=sites, config=config.extract) for f in config.formulations]
+        named = {f: get_formulation(f) for f in config.formulations}
+        plan = control_formulations(config.formulations) if config.contrast_rule is not None else named
+    pairs = extract_formulations(bridge, plan, sites=sites, config=config.extract) if plan else {}
+    contrast: list[ContrastData] = [pairs[f] for f in config.formulations] if plan else []
     result = sweep(acts, y, data.splits, contrast=contrast,
                    config=SweepConfig(methods=config.methods, n_boot=config.n_boot, seed=config.seed))
     test = idx["test"]
@@ -162,12 +176,15 @@ def probe_model(
         s.key: random_direction_baseline(acts.get(s)[test], y[test], n_directions=config.n_random, seed=config.seed)
         for s in sites
     }
+    controls = (contrast_controls(acts, data, plan, pairs, baselines=baselines, default=config.formulations[0],
+                                  rule=config.contrast_rule) if plan and config.contrast_rule is not None else None)
     anchor = result.methods.get("contrast") or next(iter(result.methods.values()))
     group_summary = (
         {k: _group_summary(ms, acts, data) for k, ms in result.methods.items() if ":" not in k}
         if data.groups is not None else {}
     )
     return (
-        ModelProbeResult(model=name, sweep=result, random_site=anchor.best, baselines=baselines, groups=group_summary),
+        ModelProbeResult(model=name, sweep=result, random_site=anchor.best, baselines=baselines, groups=group_summary,
+                         contrast_controls=controls),
         acts,
     )

@@ -85,7 +85,8 @@ def run_probe_suite(
     ``ap``, ``tpr_at_1pct_fpr``, ``best_layer`` (chosen on val), ``best_auroc`` (test);
     and ``random_best_auroc``, ``random_mean_auroc``, ``random_p95_auroc`` (random
     directions at the contrast probe's best layer, test split), ``contrast_percentile``,
-    ``contrast_formulations`` (sensitivity), ``groups`` and ``control``.
+    ``contrast_formulations`` (sensitivity), ``contrast_controls`` (neutral, answer-order-swapped
+    and bank controls and the verdict, :mod:`probes.contrast_controls`), ``groups`` and ``control``.
     """
     config = config or SuiteConfig()
     out = Path(out_dir) if out_dir is not None else None

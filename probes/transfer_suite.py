@@ -82,7 +82,7 @@ def transfer_from(
     transfers: dict[str, dict[str, Any]] = {k: {} for k in before.sweep.methods if ":" not in k}
     for target, (model, target_data) in targets.items():
         target_y, target_idx = target_data.labels, target_data.split_index()
-        other, other_acts = probe_model(model, target_data, config=replace(config, n_random=1))
+        other, other_acts = probe_model(model, target_data, config=replace(config, n_random=1, contrast_rule=None))
         for name in transfers:
             ms = before.sweep.methods[name]
             site = ms.best

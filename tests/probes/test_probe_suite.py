@@ -59,7 +59,21 @@ def test_suite_writes_probes_json_and_html(random_model_dir, tmp_path):
         assert lo <= m["best_auroc"] <= hi
     assert data["random_mean_auroc"] <= data["random_p95_auroc"] <= data["random_best_auroc"]
     assert 0.0 <= data["contrast_percentile"] <= 100.0
-    assert set(data["contrast_formulations"]) == {"yes_no", "Yes_No", "yes_i_am", "alt_questions"}
+    assert set(data["contrast_formulations"]) == {"yes_no", "Yes_No", "yes_i_am", "alt_questions", "bank"}
+    controls = data["contrast_controls"]
+    assert controls["default"] == "yes_no" and controls["rule"]["margin"] == 0.2
+    assert set(controls["formulations"]) == {n + s for n in data["contrast_formulations"] for s in ("", "_swapped")}
+    assert set(controls["neutrals"]) == {"neutral:yes - no", "neutral:no - yes", "neutral:Yes - No",
+                                         "neutral:No - Yes", "neutral:yes, I am - no, I am not",
+                                         "neutral:no, I am not - yes, I am"}
+    verdict = controls["verdict"]
+    assert verdict["verdict"] in ("beyond the answer direction", "generic answer direction")
+    minus = controls["formulations"]["yes_no"]["minus_neutral"]
+    assert verdict["layer"] == minus["best_layer"] and verdict["auroc"] == minus["best_auroc"]
+    assert verdict["neutral_auroc"] == controls["neutral"]["auroc"][verdict["layer"]]
+    # the study's own yes_no direction and the controls' are the same direction
+    assert controls["formulations"]["yes_no"]["direction"]["auroc"] == pytest.approx(
+        data["contrast_formulations"]["yes_no"]["auroc"], abs=1e-9)
     assert data["contrast_formulations"]["yes_no"]["best_auroc"] == data["methods"]["contrast"]["best_auroc"]
     groups_seen = data["groups"]["meandiff"]
     assert set(groups_seen) == {"triggered", "clean", "<script>alert(1)</script>"}
@@ -70,7 +84,8 @@ def test_suite_writes_probes_json_and_html(random_model_dir, tmp_path):
     page = (tmp_path / "probes.html").read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert 'src="https://cdn' not in page and "plotly" in page.lower()
-    assert page.count("Plotly.newPlot") == 3  # AUROC by layer, histograms, PCA
+    assert page.count("Plotly.newPlot") == 4  # controls by layer, AUROC by layer, histograms, PCA
+    assert "Contrast-probe controls" in page and "generic answer direction" in page
 
     best = data["methods"]["lda"]["best_layer"]
     probe = load_probe(tmp_path / "probes" / "lda")
@@ -124,3 +139,23 @@ def test_suite_with_an_after_model_reuses_its_study_and_flags_groups(random_brid
         assert after["groups"] == suite.organism.groups[method]
     page = (tmp_path / "suite" / "probes.html").read_text()
     assert "Before vs after safety training" in page
+    assert suite.organism.contrast_controls is None and "Contrast-probe controls" not in page  # no contrast method
+
+
+def test_the_clean_control_model_gets_its_own_contrast_controls(random_bridge, tmp_path):
+    config = SuiteConfig(methods=("contrast",), formulations=("bank",), n_boot=20, n_random=50,
+                         extract=ExtractConfig(progress=False, batch_size=32))
+    suite = run_probe_suite(random_bridge, tmp_path, labelled_set(), control_model=random_bridge, config=config)
+    data = json.loads((tmp_path / "probes.json").read_text())
+    assert data["contrast_controls"]["default"] == "bank"
+    assert data["control"]["contrast_controls"]["verdict"] == data["contrast_controls"]["verdict"]  # same model
+    page = write_probe_page(suite, tmp_path / "probes.html").read_text()
+    assert page.count("Contrast-probe controls") == 2 and "Contrast-probe controls: clean control model" in page
+
+
+def test_no_contrast_rule_runs_the_contrast_probe_without_its_controls(random_bridge):
+    config = SuiteConfig(methods=("contrast",), formulations=("yes_no", "bank"), contrast_rule=None, n_boot=20,
+                         n_random=20, extract=ExtractConfig(progress=False, batch_size=32))
+    suite = run_probe_suite(random_bridge, None, labelled_set(), config=config)
+    assert suite.organism.contrast_controls is None and suite.to_dict()["contrast_controls"] is None
+    assert set(suite.organism.sweep.methods) == {"contrast", "contrast:bank"}
