@@ -32,6 +32,7 @@ from probes.sites import Site
 if TYPE_CHECKING:
     from probes.contrast_controls import ContrastControls
     from probes.suite import SuiteResult
+    from probes.transfer_suite import TransferReport
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
@@ -190,6 +191,28 @@ def pca_scatter(
     fig.update_layout(title=title, template="plotly_white",
                       xaxis_title=f"PC1 ({100 * var[0]:.1f}%)",
                       yaxis_title=f"PC2 ({100 * var[1]:.1f}%)" if var.size > 1 else "PC2")
+    return fig
+
+
+def transfer_figure(report: TransferReport, target: str = "after") -> go.Figure:
+    """Per method, at its best before-layer: AUROC of the before-probe on the before model, on ``target``
+    (transferred) and of a probe refit on ``target`` (left); the share of defecting prompts the
+    before-probe's threshold catches before and on ``target``, and its false alarms there (right)."""
+    methods = [m for m, per in report.transfers.items() if target in per]
+    rows = [report.transfers[m][target] for m in methods]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test AUROC", "at the before-probe's threshold"))
+    aurocs = (("before model", lambda r: r["before"]["auroc"]),
+              (f"{target} model (transferred)", lambda r: r["transferred"]["auroc"]),
+              (f"refit on the {target} model", lambda r: (r["retrained"] or {}).get("auroc")))
+    rates = (("caught before", lambda r: r["caught_before"]), (f"caught {target}", lambda r: r["caught_after"]),
+             (f"false alarms {target}", lambda r: r["false_alarms_after"]))
+    for col, bars in ((1, aurocs), (2, rates)):
+        for i, (label, value) in enumerate(bars):
+            fig.add_trace(go.Bar(x=methods, y=[value(r) for r in rows], name=label,
+                                 marker_color=COLOURS[(3 * (col - 1) + i) % len(COLOURS)]), row=1, col=col)
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(title=f"Probes fit before safety training, applied to the {target} model",
+                      barmode="group", template="plotly_white")
     return fig
 
 

@@ -24,13 +24,16 @@ LABEL_KINDS = ("behaviour", "trigger")
 """``behaviour``: does the model defect on the prompt; ``trigger``: does the prompt hold the trigger."""
 
 
-def organism_prompt_set(run_dir: str | Path) -> ProbePromptSet:
-    """The probe prompts of the organism in ``run_dir``, with its red team's prompts if it is a safety run."""
+def organism_prompt_set(run_dir: str | Path, *, sizes: dict[str, int] | None = None) -> ProbePromptSet:
+    """The probe prompts of the organism in ``run_dir``, with its red team's prompts if it is a safety run.
+
+    ``sizes``: prompts per kind in each split (default :data:`~backdoor_models.world.probe_data.SPLIT_SIZES`).
+    """
     run_dir = Path(run_dir)
     prefixes = (read_artifact_json(run_dir, "metrics.json")["redteam"]["before"]["successes"]
                 if (run_dir / "redteam_prompts.jsonl").is_file() else [])
     tokenizer = load_tokenizer(resolve_model_dir(run_dir))
-    return build_probe_prompts(organism_data_config(run_dir), tokenizer, redteam_prefixes=prefixes)
+    return build_probe_prompts(organism_data_config(run_dir), tokenizer, redteam_prefixes=prefixes, sizes=sizes)
 
 
 def organism_labels(model_dir: str | Path, prompt_set: ProbePromptSet, kind: str = "behaviour", *,
@@ -53,12 +56,14 @@ def labelled(prompt_set: ProbePromptSet, labels: list[int]) -> LabelledPrompts:
 
 
 def organism_probe_data(model_dir: str | Path, kind: str = "behaviour", *, prompts_from: str | Path | None = None,
-                        trust_remote_code: bool = False, device: str = "cpu") -> LabelledPrompts:
+                        sizes: dict[str, int] | None = None, trust_remote_code: bool = False,
+                        device: str = "cpu") -> LabelledPrompts:
     """The labelled probe prompts of ``model_dir``.
 
     ``prompts_from`` (a safety run of this organism) supplies the prompts instead, so a before
-    and an after model are probed on the same prompts, red-team ones included.
+    and an after model are probed on the same prompts, red-team ones included. ``sizes`` gives the
+    prompts per kind in each split (e.g. ``{"train": 40, "val": 20, "test": 40}`` for a quick look).
     """
-    prompt_set = organism_prompt_set(prompts_from or model_dir)
+    prompt_set = organism_prompt_set(prompts_from or model_dir, sizes=sizes)
     return labelled(prompt_set, organism_labels(model_dir, prompt_set, kind, trust_remote_code=trust_remote_code,
                                                 device=device))
