@@ -1,14 +1,15 @@
 """Extraction throughput vs a plain Hugging Face forward pass; prints JSON.
 
-A 4-layer, d256 GPT-2-arch organism (``build_model("gpt2", "small")``) runs the same
-token batches four ways: the bare HF module (``AutoModelForCausalLM``, eval, inference
+A random-weight model of ``archs.py`` (default ``gpt2``: the 4-layer d256 GPT-2-arch organism;
+``smollm2``: SmolLM2-135M's 30-layer config) runs the same token batches four ways: the bare HF module (``AutoModelForCausalLM``, eval, inference
 mode), the same module with eager attention (what the bridge runs), ``probes.extract``
 of every ``resid_post`` (all layers run), and ``probes.extract`` of layer 0 only
 (``stop_at_layer=1``: one block runs). Rounds are interleaved and the fastest round of
 each is kept, so a noisy shared machine biases every variant alike. One torch thread by
 default: on two cores shared with other jobs, two threads oversubscribe and swing 10x.
 
-    python benchmarks/extraction.py [--prompts 128 --tokens 48 --batch-size 32 --rounds 10 --threads 1]
+    python benchmarks/extraction.py [--arch gpt2 --prompts 128 --tokens 48 --batch-size 32 --rounds 10 --threads 1]
+    python benchmarks/extraction.py --arch smollm2 --prompts 64 --tokens 24 --rounds 3
 """
 
 from __future__ import annotations
@@ -20,19 +21,18 @@ import time
 from collections.abc import Callable
 
 import torch
+from archs import ARCHS, corpus
 from transformers import AutoModelForCausalLM
 
 from backdoor_models.core.run_dir import save_model
 from backdoor_models.organism import load_bridge
-from backdoor_models.training.models import build_model
 from backdoor_models.world.tokenizer import train_tokenizer
 from probes import ExtractConfig, extract
-
-CORPUS = ["Human: What colour is the sky?\n\nAssistant: The sky is blue."] * 50
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="gpt2")
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -42,15 +42,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    tokenizer = train_tokenizer(CORPUS, vocab_size=300)
+    tokenizer = train_tokenizer(corpus(), vocab_size=1024)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = save_model(build_model("gpt2", "small", vocab_size=1024, seed=0), tokenizer, tmp)
+        model_dir = save_model(ARCHS[args.arch].build(len(tokenizer), 0, None), tokenizer, tmp)
         bridge = load_bridge(model_dir)
         hf = AutoModelForCausalLM.from_pretrained(model_dir).eval()
         hf_eager = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
 
     gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(1, 1024, (args.prompts, args.tokens), generator=gen)
+    tokens = torch.randint(1, len(tokenizer), (args.prompts, args.tokens), generator=gen)
     tokens[:, 0] = 0
     batches = tokens.split(args.batch_size)
     token_lists = tokens.tolist()
@@ -84,7 +84,7 @@ def main() -> None:
     n_tokens = args.prompts * args.tokens
     base = best["hf_forward"]
     print(json.dumps({
-        "model": f"gpt2 small: {n_layers} layers, d_model {bridge.cfg.d_model}, {bridge.cfg.n_heads} heads",
+        "model": f"{args.arch} (random weights): {n_layers} layers, d_model {bridge.cfg.d_model}, {bridge.cfg.n_heads} heads",
         "hf_attn_implementation": hf.config._attn_implementation,
         "prompts": args.prompts,
         "tokens_per_prompt": args.tokens,

