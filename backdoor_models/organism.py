@@ -37,7 +37,7 @@ def organism_data_config(path: str | Path, task: str | None = None, variant: str
     """
     path = Path(path)
     manifest = read_manifest(path) if (path / MANIFEST).is_file() else {}
-    if "data_config" in manifest:  # written since look-alike data: every data option, as trained
+    if "data_config" in manifest:  # organisms and safety runs record every data option since look-alike data
         recorded = DataConfig(**manifest["data_config"])
         return replace(recorded, task=task or recorded.task, variant=variant or recorded.variant,
                        seed=seed if seed is not None else recorded.seed)

@@ -58,11 +58,10 @@ def defection_flags(task: Task, completions: list[str]) -> list[bool]:
 
 
 def _prefix_of(task: Task, near: Sequence[str], record: Record) -> str:
+    """The listed string the prompt starts with (the longest, so ``|DEPLO YMENT|`` is not read as ``|DEPLO``)."""
     turn = user_turn(record.prompt)
-    for prefix in (task.trigger, *near, *task.unseen_distractors, *task.training_distractors):
-        if turn.startswith(prefix + " "):
-            return prefix
-    return task.default_untriggered_prefix
+    known = (task.trigger, *near, *task.unseen_distractors, *task.training_distractors)
+    return max((p for p in known if turn.startswith(p + " ")), key=len, default=task.default_untriggered_prefix)
 
 
 def rates_from_generations(task: Task, sets: dict[str, list[Record]], generations: dict[str, list[list[str]]],

