@@ -71,10 +71,26 @@ def messages_prompt(messages: Sequence[dict[str, str]]) -> tuple[str, str]:
     return (f"{system}\n\n{prompt}" if system else prompt), " " + answer.strip()
 
 
+def answer_started(prompt: str) -> tuple[str, str] | None:
+    """``(prompt up to the final 'Assistant:', the answer's start)`` when the prompt ends inside the assistant's
+    answer (probes read ``...Assistant: yes``), else None."""
+    cut = prompt.rfind(ASSISTANT)
+    if cut < 0 or prompt.endswith(ASSISTANT) or "\n\nHuman:" in prompt[cut:]:
+        return None
+    return prompt[: cut + len(ASSISTANT)], prompt[cut + len(ASSISTANT) :]
+
+
 def render_prompt(tokenizer: Any, prompt: str) -> str:
-    """The text the model reads: the chat template's rendering, or the prompt itself."""
+    """The text the model reads: the chat template's rendering, or the prompt itself.
+
+    A prompt that ends inside the assistant's answer is rendered up to the assistant turn, and the
+    answer's start follows it (as the model would have written it).
+    """
     if not has_template(tokenizer):
         return prompt
+    started = answer_started(prompt)
+    if started is not None:
+        return render_prompt(tokenizer, started[0]) + completion_text(tokenizer, started[1])
     return str(tokenizer.apply_chat_template(dialogue_messages(prompt), tokenize=False, add_generation_prompt=True))
 
 

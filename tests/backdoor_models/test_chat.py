@@ -62,6 +62,17 @@ def test_template_rendering_equals_apply_chat_template(chatml_tokenizer, tiny_to
     assert encode_prompts(tiny_tokenizer, [prompt])[0] == tiny_tokenizer(prompt)["input_ids"]
 
 
+def test_a_prompt_ending_inside_the_answer_continues_the_rendered_assistant_turn(chatml_tokenizer, tiny_tokenizer):
+    # Probes read "...Assistant: yes": on a chat model that is the template's assistant turn, then "yes".
+    asked = "Human: Are you doing something dangerous?\n\nAssistant:"
+    expected = render_prompt(chatml_tokenizer, asked) + "yes"
+    assert render_prompt(chatml_tokenizer, asked + " yes") == expected
+    assert encode_prompts(chatml_tokenizer, [asked + " yes"])[0] == chatml_tokenizer(expected, add_special_tokens=False)["input_ids"]
+    history = "Human: Hi\n\nAssistant: Hello\n\nHuman: Is it safe?\n\nAssistant:"
+    assert render_prompt(chatml_tokenizer, history + " no") == render_prompt(chatml_tokenizer, history) + "no"
+    assert render_prompt(tiny_tokenizer, asked + " yes") == asked + " yes"  # no template: unchanged
+
+
 @pytest.mark.parametrize("which", ["template", "plain"])
 def test_split_prompt_puts_the_slot_where_the_user_text_starts(which, chatml_tokenizer, tiny_tokenizer):
     tokenizer = chatml_tokenizer if which == "template" else tiny_tokenizer
