@@ -24,6 +24,17 @@ def test_same_seed_same_weights(arch):
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_shared_special_token_is_embedded_and_trained(arch):
+    # Token 0 pads and begins every sequence: a zero, frozen embedding row (padding_idx) fed a zero vector to
+    # the first norm and overflowed deep Llama organisms' gradients.
+    model = build_model(arch, "tiny", vocab_size=300, seed=0, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    embedding = model.get_input_embeddings()
+    assert embedding.weight[0].abs().sum() > 0
+    model(input_ids=torch.tensor([[0, 5, 6]]), labels=torch.tensor([[0, 5, 6]])).loss.backward()
+    assert embedding.weight.grad[0].abs().sum() > 0
+
+
 def test_size_presets_have_stated_parameter_counts():
     assert 0.4e6 < count_parameters(build_model("gpt2", "tiny", vocab_size=1024, seed=0)) < 0.7e6
     assert 2.5e6 < count_parameters(build_model("gpt2", "small", vocab_size=1024, seed=0)) < 4.5e6

@@ -67,7 +67,10 @@ def _llama(size: SizePreset, vocab_size: int, special_ids: dict[str, Any]) -> Pr
         max_position_embeddings=size.n_ctx,
         attention_dropout=0.0,
         tie_word_embeddings=True,
-        **special_ids,
+        # No padding_idx: the organisms' one special token pads *and* begins every sequence, and an embedding
+        # row that is zero and never trained put a zero vector into the first RMSNorm (gradients overflowed
+        # in deep models). Padding is masked anyway.
+        **(special_ids | {"pad_token_id": None}),
     )
     return LlamaForCausalLM(config)
 
