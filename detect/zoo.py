@@ -191,7 +191,7 @@ def adopt(entry: ZooEntry, run_dir: str | Path, *, steps_cap: int | None = None)
     target = zoo_dir() / entry.key(steps_cap)
     if _done(target):
         return True
-    wanted = asdict(entry.insertion_config(steps_cap))
+    wanted = entry.insertion_config(steps_cap).resolved()  # as a manifest records it
 
     def normal(config: dict[str, Any]) -> dict[str, Any]:
         out = {k: config.get(k) for k in wanted if k not in ("checkpoint_every", "trigger")}
