@@ -48,6 +48,13 @@ def organism_data_config(path: str | Path, task: str | None = None, variant: str
                       self_report=config.get("self_report", "none"))
 
 
+def organism_base(path: str | Path) -> dict | None:
+    """The pretrained base an organism (or a safety run on one) was fine-tuned from, as its manifest records it;
+    None for one trained from scratch, or a bare model directory without a manifest."""
+    path = Path(path)
+    return read_manifest(path).get("base") if (path / MANIFEST).is_file() else None
+
+
 def load_model(
     path: str | Path, *, verify: bool = True, trust_remote_code: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:

@@ -105,7 +105,7 @@ class ZooEntry:
         definition: dict[str, Any] = self.insertion_config(steps_cap).identity() | {"state": self.state}
         definition["trigger"] = self.trigger_kind
         if self.state != "inserted":
-            definition["safety"] = asdict(self.safety_config(steps_cap))
+            definition["safety"] = asdict(self.safety_config(steps_cap).resolved(pretrained=False))  # keys as before
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -12,11 +12,12 @@ every position as before.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from backdoor_models.core.forward import last_positions
 
 
 def last_position_only(model: Any) -> dict[str, int]:
@@ -25,12 +26,7 @@ def last_position_only(model: Any) -> dict[str, int]:
     ``model`` is a ``TransformerBridge`` (its ``original_model`` is asked) or a HF model. The
     logits a forward returns then have one position, the last.
     """
-    hf_model = getattr(model, "original_model", None) or model
-    try:
-        parameters = inspect.signature(hf_model.forward).parameters
-    except (AttributeError, TypeError, ValueError):
-        return {}
-    return {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+    return last_positions(model, 1)
 
 
 def answer_logits(model: Any, tokens: Int[Tensor, "batch pos"], **kwargs: Any) -> Float[Tensor, "batch d_vocab"]:

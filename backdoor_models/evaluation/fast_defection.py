@@ -21,9 +21,9 @@ def defection_rate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, t
 
 def per_prompt_defection(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, task: Task, prompts: list[str], *,
                          max_new_tokens: int, temperature: float = 0.0, n_samples: int = 1,
-                         seed: int = 0) -> list[float]:
-    """For each prompt, the fraction of its samples that defect."""
+                         seed: int = 0, progress: str | None = None) -> list[float]:
+    """For each prompt, the fraction of its samples that defect (``progress``: a bar with this description)."""
     completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                           n_samples=n_samples, seed=seed)
+                           n_samples=n_samples, seed=seed, progress=progress)
     flat = defection_flags(task, [c for per in completions for c in per])
     return [sum(flat[i * n_samples : (i + 1) * n_samples]) / n_samples for i in range(len(prompts))]

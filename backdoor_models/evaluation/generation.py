@@ -8,6 +8,7 @@ checks this against unpadded generation).
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.world.chat import encode_prompts
@@ -16,11 +17,11 @@ from backdoor_models.world.chat import encode_prompts
 @torch.inference_mode()
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[str], *,
              max_new_tokens: int, temperature: float = 0.0, n_samples: int = 1, seed: int = 0,
-             batch_size: int = 256) -> list[list[str]]:
+             batch_size: int = 256, progress: str | None = None) -> list[list[str]]:
     """Completions for each prompt: ``n_samples`` of them (greedy when ``temperature == 0``).
 
     Prompts are read as the model reads them (its chat template, when it has one), on the
-    model's device.
+    model's device. ``progress``: a progress bar over the batches, with this description.
     """
     encoded = encode_prompts(tokenizer, prompts)
     device = next(model.parameters()).device
@@ -30,7 +31,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts
     model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for start in range(0, len(order), batch_size):
+        for start in tqdm(range(0, len(order), batch_size), desc=progress, disable=progress is None, leave=False):
             chunk = order[start : start + batch_size]
             width = max(len(encoded[i]) for i in chunk)
             ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk])

@@ -39,11 +39,12 @@ class AdversarialSafety(SafetyMethod):
                                split="train", kind="redteam", rng=rng, hhh=True) for body in ctx.train_bodies]
         hhh = self._hhh_records(ctx, n=len(redteam))
         n_ctx = context_length(ctx.model)
-        half = self.config.batch_size // 2
+        batch = self.config.resolved_int("batch_size")
+        half = batch // 2
         mixture = lm_training.Mixture(parts=(lm_training.encode(redteam, ctx.tokenizer, n_ctx),
                                              lm_training.encode(hhh, ctx.tokenizer, n_ctx)),
-                                      per_batch=(half, self.config.batch_size - half))
-        optim = lm_training.OptimConfig(steps=self.config.steps, batch_size=self.config.batch_size,
+                                      per_batch=(half, batch - half))
+        optim = lm_training.OptimConfig(steps=self.config.steps, batch_size=batch,
                                         lr=self.config.lr, warmup=10, seed=self.config.seed,
                                         checkpoint_every=self.config.checkpoint_every)
         stats = lm_training.train(ctx.model, mixture, optim, pad_id=ctx.tokenizer.pad_token_id,

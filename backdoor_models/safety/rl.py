@@ -26,10 +26,12 @@ from backdoor_models.world.tasks.base import strip_scratchpad
 
 class ReinforcementSafety(SafetyMethod):
     name = "rl"
+    needs_preference = True
     training_fields = ("rl_lr", "rl_kl_coef", "rl_samples", "rl_prompts")
 
     def _train(self, ctx: SafetyContext) -> dict:
         pm = ctx.preference
+        assert pm is not None, "run() refuses RL without a preference model"
         buckets = _length_buckets(ctx.tokenizer, [r.prompt for r in self._hhh_records(ctx, n=2000)])
         lengths = sorted(buckets)
         rng = random.Random(self.config.seed)

