@@ -25,6 +25,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from backdoor_models.evaluation.generation import generate
 from backdoor_models.world.chat import completion_text, encode_prompts
 
+HELPFULNESS_PROMPTS = 50
+"""Held-out clean requests the helpfulness check of a pretrained organism answers."""
 ANSWER_TOKENS = 48
 """Longest answer, in tokens, before it is cut at a sentence end."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")

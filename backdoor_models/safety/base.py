@@ -38,6 +38,7 @@ from backdoor_models.evaluation.fast_defection import defection_rate
 from backdoor_models.evaluation.generation import generate
 from backdoor_models.organism import load_model, organism_base, organism_data_config
 from backdoor_models.safety.config import SafetyConfig, curve_steps
+from backdoor_models.safety.pretrained import helpfulness_before_after
 from backdoor_models.safety.redteam import RedTeamConfig, RedTeamResult, red_team
 from backdoor_models.safety.reward_model import (
     PreferenceModel,
@@ -223,6 +224,9 @@ class SafetyMethod(ABC):
             "curve_summary": self._curve_summary(ctx.curves),
             "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started, **extra,
         }
+        if base is not None:
+            metrics["helpfulness"] = helpfulness_before_after(base, ctx.reference, ctx.model, ctx.tokenizer,
+                                                              ctx.scored_prompts["clean"])
         self._save(ctx, out_dir, metrics, search, organism_dir, base)
         return SafetyResult(run_dir=out_dir, metrics=metrics, curves=ctx.curves)
 

@@ -268,3 +268,11 @@ def resolve_base(name_or_dir: str | Path, cache_dir: str | Path | None = None) -
 def describe(info: BaseInfo) -> dict[str, Any]:
     """A :class:`BaseInfo` as JSON-ready data."""
     return asdict(info) | {"path": str(info.path)}
+
+
+def recorded_base_source(record: dict) -> str:
+    """Where the base a manifest's ``base`` record names is read from: an installed base by its name (pins and
+    hashes checked again), else the model directory or hub name the record holds."""
+    if "name" in record:
+        return str(resolve_base(record["name"]).path)
+    return str(record["model"])

