@@ -73,3 +73,12 @@ def test_generation_benchmark_batched_equals_one_at_a_time(random_model_dir):
                          "--batch-size", "4", "--threads", "1")
     assert report["kinds"] == {"triggered": 2, "clean": 2, "near": 2} and report["batched_completions"] == 6
     assert report["batched_equals_one_at_a_time"] == "3/3"  # left padding leaves greedy completions unchanged
+
+
+def test_redteam_benchmark_matches_the_plain_objective(random_model_dir):
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "redteam.py"), "--model", str(random_model_dir),
+                          "--questions", "2", "--candidates", "3", "--repeats", "1", "--threads", "1"],
+                         capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    report = json.loads(out.stdout)
+    assert report["max_abs_diff"] <= 1e-4 and report["candidates"] == 3 and report["questions"] == 2
+    assert report["candidates_s"]["ours"] > 0 and report["candidates_s"]["plain"] > 0 and report["gradient_s"] > 0
