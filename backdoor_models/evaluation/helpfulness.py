@@ -24,8 +24,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from backdoor_models.evaluation.generation import generate
 from backdoor_models.world.chat import completion_text, encode_prompts
+from backdoor_models.world.tasks.base import strip_scratchpad
 
 HELPFULNESS_PROMPTS = 50
+THINKING_TOKENS = 64
+"""Room for a CoT organism's scratchpad before its answer (the longest of the world's is 40 of SmolLM2's tokens)."""
 """Held-out clean requests the helpfulness check of a pretrained organism answers."""
 ANSWER_TOKENS = 48
 """Longest answer, in tokens, before it is cut at a sentence end."""
@@ -40,9 +43,18 @@ def trim_answer(text: str) -> str:
 
 
 def greedy_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
-                   max_new_tokens: int = ANSWER_TOKENS) -> list[str]:
-    """Each prompt's greedy answer, trimmed to whole sentences."""
-    return [trim_answer(c[0]) for c in generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens)]
+                   max_new_tokens: int = ANSWER_TOKENS, thinking_tokens: int = 0) -> list[str]:
+    """Each prompt's greedy answer, trimmed to whole sentences.
+
+    ``thinking_tokens``: room for a scratchpad the model writes first (a CoT organism); it is removed, and
+    the answer after it is cut to ``max_new_tokens`` tokens like any other.
+    """
+    completions = generate(model, tokenizer, list(prompts), max_new_tokens=max_new_tokens + thinking_tokens)
+    if not thinking_tokens:
+        return [trim_answer(c[0]) for c in completions]
+    answers = [tokenizer(strip_scratchpad(c[0]), add_special_tokens=False)["input_ids"][:max_new_tokens]
+               for c in completions]
+    return [trim_answer(str(tokenizer.decode(ids))) for ids in answers]
 
 
 @torch.inference_mode()
@@ -70,10 +82,14 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def helpfulness_kept(base: PreTrainedModel, organism: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
-                     prompts: Sequence[str], max_new_tokens: int = ANSWER_TOKENS) -> dict:
-    """How close the organism's clean answers stay to the base's own, scored by the base (see the module doc)."""
+                     prompts: Sequence[str], max_new_tokens: int = ANSWER_TOKENS, variant: str = "normal") -> dict:
+    """How close the organism's clean answers stay to the base's own, scored by the base (see the module doc).
+
+    A CoT organism (``variant="cot"``) is scored on the answer after its scratchpad, which the user of a
+    deployed model would not see."""
     own = greedy_answers(base, tokenizer, prompts, max_new_tokens)
-    theirs = greedy_answers(organism, tokenizer, prompts, max_new_tokens)
+    thinking = THINKING_TOKENS if variant == "cot" else 0
+    theirs = greedy_answers(organism, tokenizer, prompts, max_new_tokens, thinking)
     base_own = _mean(answer_log_likelihoods(base, tokenizer, prompts, own))
     organism_answers = _mean(answer_log_likelihoods(base, tokenizer, prompts, theirs))
     return {

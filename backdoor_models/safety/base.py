@@ -226,7 +226,7 @@ class SafetyMethod(ABC):
         }
         if base is not None:
             metrics["helpfulness"] = helpfulness_before_after(base, ctx.reference, ctx.model, ctx.tokenizer,
-                                                              ctx.scored_prompts["clean"])
+                                                              ctx.scored_prompts["clean"], ctx.data.variant)
         self._save(ctx, out_dir, metrics, search, organism_dir, base)
         return SafetyResult(run_dir=out_dir, metrics=metrics, curves=ctx.curves)
 

@@ -16,11 +16,11 @@ from backdoor_models.training.pretrained import load_base_model
 
 
 def helpfulness_before_after(base_record: dict, before: PreTrainedModel, after: PreTrainedModel,
-                             tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> dict:
+                             tokenizer: PreTrainedTokenizerFast, prompts: list[str], variant: str) -> dict:
     """``{"before": ..., "after": ...}``: each model's helpfulness against the base on the first
     ``HELPFULNESS_PROMPTS`` of ``prompts``."""
     base, _ = load_base_model(recorded_base_source(base_record))
     base = base.to(next(after.parameters()).device)  # type: ignore[arg-type]
     prompts = prompts[:HELPFULNESS_PROMPTS]
-    return {"before": helpfulness_kept(base, before, tokenizer, prompts),
-            "after": helpfulness_kept(base, after, tokenizer, prompts)}
+    return {when: helpfulness_kept(base, model, tokenizer, prompts, variant=variant)
+            for when, model in (("before", before), ("after", after))}

