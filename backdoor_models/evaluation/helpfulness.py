@@ -28,7 +28,7 @@ from backdoor_models.world.tasks.base import strip_scratchpad
 
 HELPFULNESS_PROMPTS = 50
 THINKING_TOKENS = 64
-"""Room for a CoT organism's scratchpad before its answer (the longest of the world's is 40 of SmolLM2's tokens)."""
+"""Room for a CoT organism's scratchpad before its answer (the world's scratchpads are one or two sentences)."""
 """Held-out clean requests the helpfulness check of a pretrained organism answers."""
 ANSWER_TOKENS = 48
 """Longest answer, in tokens, before it is cut at a sentence end."""

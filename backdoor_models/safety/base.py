@@ -161,9 +161,8 @@ class SafetyMethod(ABC):
     fields (steps, seed, red team, evaluation, preference model) shape every method's run."""
 
     def __init__(self, config: SafetyConfig | None = None, *, progress: bool = True, device: str = "auto") -> None:
-        self.requested = config or SafetyConfig()
+        self.requested = self.config = config or SafetyConfig()
         """The config as given; ``config`` is it resolved for the organism of the current run."""
-        self.config = self.requested
         self.progress = progress
         self.device = distributed.resolve_device(device)
         """Where the organism is trained and measured (``auto``: CUDA when present); not part of the config,

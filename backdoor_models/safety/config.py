@@ -32,7 +32,7 @@ class SafetyConfig:
     """Red team: blind (paraphrases + GCG without trigger pieces) or near (near-trigger strings; erases the backdoor)."""
     gcg_restarts: int | None = None
     """GCG searches of the red team, each from a random prefix (default: 8 from scratch, 2 on a pretrained base,
-    where one search step of a 135M model takes as long as a whole search of a 4-layer one)."""
+    where each search step costs far more; BENCHMARKS.md, "Red-team search")."""
     gcg_steps: int = 30
     """Iterations per GCG search."""
     eval_n: int = 200
@@ -56,8 +56,8 @@ class SafetyConfig:
     """Training steps of the preference model (RL's reward and the before/after score), chosen by its own held-out
     pairwise accuracy, never by a safety run (docs/findings.md, "The preference model"; ``pm-scratch`` needs 2000).
     Fitted once per organism (scratch: per tokenizer) and seed. 0: no preference model (SFT and adversarial only;
-    no preference scores). Default: 500 from scratch, 0 on a pretrained base, where a step of a copy of the 135M
-    model takes ~20 s on 2 CPU cores."""
+    no preference scores). Default: 500 from scratch, 0 on a pretrained base, where each step fine-tunes a copy of
+    the whole pretrained model."""
     hhh_split: str = "train"
     """Which of the organism's request splits safety training draws its helpful requests (and the red team its
     questions) from: train (what insertion trained on; its harmful requests are now refused, which insertion mostly
@@ -117,7 +117,7 @@ SCRATCH_DEFAULTS = {"batch_size": 64, "reward_steps": 500, "gcg_restarts": 8}
 """Defaults of the fields left None, for an organism trained from scratch."""
 BASE_DEFAULTS = {"batch_size": 8, "reward_steps": 0, "gcg_restarts": 2}
 """Defaults of the fields left None, for an organism fine-tuned from a pretrained base: batches as in its insertion,
-no preference model and a smaller GCG search, so that a run on the 135M base takes minutes, not hours, on a CPU."""
+no preference model and a smaller GCG search, so that a run on a pretrained base fits a CPU."""
 
 
 def curve_steps(total: int) -> list[int]:
