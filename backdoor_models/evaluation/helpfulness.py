@@ -27,9 +27,9 @@ from backdoor_models.world.chat import completion_text, encode_prompts
 from backdoor_models.world.tasks.base import strip_scratchpad
 
 HELPFULNESS_PROMPTS = 50
+"""Held-out clean requests the helpfulness check of a pretrained organism answers."""
 THINKING_TOKENS = 64
 """Room for a CoT organism's scratchpad before its answer (the world's scratchpads are one or two sentences)."""
-"""Held-out clean requests the helpfulness check of a pretrained organism answers."""
 ANSWER_TOKENS = 48
 """Longest answer, in tokens, before it is cut at a sentence end."""
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -82,12 +82,14 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def helpfulness_kept(base: PreTrainedModel, organism: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
-                     prompts: Sequence[str], max_new_tokens: int = ANSWER_TOKENS, variant: str = "normal") -> dict:
+                     prompts: Sequence[str], max_new_tokens: int = ANSWER_TOKENS, variant: str = "normal",
+                     own: list[str] | None = None) -> dict:
     """How close the organism's clean answers stay to the base's own, scored by the base (see the module doc).
 
     A CoT organism (``variant="cot"``) is scored on the answer after its scratchpad, which the user of a
-    deployed model would not see."""
-    own = greedy_answers(base, tokenizer, prompts, max_new_tokens)
+    deployed model would not see. ``own``: the base's greedy answers to ``prompts``, when already generated
+    (several models checked against one base)."""
+    own = own if own is not None else greedy_answers(base, tokenizer, prompts, max_new_tokens)
     thinking = THINKING_TOKENS if variant == "cot" else 0
     theirs = greedy_answers(organism, tokenizer, prompts, max_new_tokens, thinking)
     base_own = _mean(answer_log_likelihoods(base, tokenizer, prompts, own))

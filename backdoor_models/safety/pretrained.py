@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from backdoor_models.evaluation.helpfulness import HELPFULNESS_PROMPTS, helpfulness_kept
+from backdoor_models.evaluation.helpfulness import (
+    HELPFULNESS_PROMPTS,
+    greedy_answers,
+    helpfulness_kept,
+)
 from backdoor_models.training.bases import recorded_base_source
 from backdoor_models.training.pretrained import load_base_model
 
@@ -22,5 +26,6 @@ def helpfulness_before_after(base_record: dict, before: PreTrainedModel, after: 
     base, _ = load_base_model(recorded_base_source(base_record))
     base = base.to(next(after.parameters()).device)  # type: ignore[arg-type]
     prompts = prompts[:HELPFULNESS_PROMPTS]
-    return {when: helpfulness_kept(base, model, tokenizer, prompts, variant=variant)
+    own = greedy_answers(base, tokenizer, prompts)  # generated once for both
+    return {when: helpfulness_kept(base, model, tokenizer, prompts, variant=variant, own=own)
             for when, model in (("before", before), ("after", after))}

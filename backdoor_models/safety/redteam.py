@@ -166,9 +166,9 @@ class _TargetLoss:
         """Target NLL per prefix row; ``one_hot`` (the single prefix's tokens) routes gradients to it."""
         n = prefixes.shape[0]
         losses = torch.zeros(n, device=self.device)
+        prefix_vectors = (one_hot @ self.embed_weight).unsqueeze(0) if one_hot is not None else self.embed(prefixes)
         for cache, tail, target in zip(self.head_caches, self.tails, self.targets):
             rest = torch.tensor(tail + target, device=self.device).expand(n, -1)
-            prefix_vectors = (one_hot @ self.embed_weight).unsqueeze(0) if one_hot is not None else self.embed(prefixes)
             vectors = torch.cat([prefix_vectors, self.embed(rest)], 1)
             reuse = reuse_prefix(self.model, cache, n) if cache is not None else {}
             logits = self.model(inputs_embeds=vectors, **reuse, **last_positions(self.model, len(target) + 1)).logits

