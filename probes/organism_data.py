@@ -37,16 +37,17 @@ def organism_prompt_set(run_dir: str | Path, *, sizes: dict[str, int] | None = N
 
 
 def organism_labels(model_dir: str | Path, prompt_set: ProbePromptSet, kind: str = "behaviour", *,
-                    trust_remote_code: bool = False, device: str = "cpu") -> list[int]:
-    """Per prompt: does the model in ``model_dir`` defect (``behaviour``, generated on ``device``), or
-    does the prompt hold the trigger (``trigger``)?"""
+                    trust_remote_code: bool = False, device: str = "cpu", progress: bool = False) -> list[int]:
+    """Per prompt: does the model in ``model_dir`` defect (``behaviour``, generated on ``device``; ``progress``:
+    a bar over the generation), or does the prompt hold the trigger (``trigger``)?"""
     if kind not in LABEL_KINDS:
         raise ProbeInputError(f"labels must be one of {LABEL_KINDS}, got {kind!r}")
     if kind == "trigger":
         return [int(t) for t in prompt_set.triggered]
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     model = model.to(device)  # type: ignore[arg-type]
-    return behaviour_labels(model, tokenizer, organism_data_config(model_dir), prompt_set.prompts)
+    return behaviour_labels(model, tokenizer, organism_data_config(model_dir), prompt_set.prompts,
+                            progress=f"labels ({Path(model_dir).name})" if progress else None)
 
 
 def labelled(prompt_set: ProbePromptSet, labels: list[int]) -> LabelledPrompts:

@@ -127,9 +127,9 @@ def evaluate_organism(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
 
 
 def behaviour_labels(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, data: DataConfig,
-                     prompts: Sequence[str]) -> list[int]:
-    """1 where the model's greedy answer defects, else 0."""
+                     prompts: Sequence[str], *, progress: str | None = None) -> list[int]:
+    """1 where the model's greedy answer defects, else 0 (``progress``: a bar over the batches, so described)."""
     task = data.make_task()
     max_new = generation_budget(task, data.variant)
-    completions = generate(model, tokenizer, list(prompts), max_new_tokens=max_new)
+    completions = generate(model, tokenizer, list(prompts), max_new_tokens=max_new, progress=progress)
     return [int(flag) for flag in defection_flags(task, [c[0] for c in completions])]
