@@ -57,6 +57,19 @@ class SuiteResult:
         return out
 
 
+def _after_data(data: LabelledPrompts, after_labels: Sequence[int] | None) -> tuple[LabelledPrompts, str]:
+    """The after model's labelled prompts and where their labels come from. An after model that defects on
+    none of the prompts (a removed backdoor) cannot be probed on its own behaviour; the prompts its before
+    model defected on are then the positives (do the before probes still fire where it used to defect?)."""
+    if after_labels is None:
+        return data, "the before model's behaviour"
+    if len(set(after_labels)) < 2:
+        log.warning("the after model's behaviour labels hold one class (%d prompts, all %d): its probes are fit "
+                    "and scored on the before model's labels instead", len(after_labels), after_labels[0])
+        return data, f"the before model's behaviour (the after model's labels were all {after_labels[0]})"
+    return data.with_labels(after_labels), "the after model's behaviour"
+
+
 def run_probe_suite(
     model: Any,
     out_dir: str | Path | None,
@@ -91,12 +104,13 @@ def run_probe_suite(
     config = config or SuiteConfig()
     out = Path(out_dir) if out_dir is not None else None
     organism, acts = probe_model(model, data, config=config)
-    control = probe_model(control_model, data, config=config)[0] if control_model is not None else None
+    control_study = probe_model(control_model, data, config=config) if control_model is not None else None
+    control = control_study[0] if control_study is not None else None
     moved = None
     if after_model is not None:
-        after_data = data if after_labels is None else data.with_labels(after_labels)
+        after_data, labels_source = _after_data(data, after_labels)
         moved = transfer_from(organism, acts, after_model, data, after_data=after_data, out_dir=out,
-                              control_model=control_model, config=config)
+                              control_study=control_study, config=config, after_labels_source=labels_source)
     result = SuiteResult(organism=organism, control=control, hook=config.hook, data=data, activations=acts,
                          out_dir=out, transfer=moved)
     if out is not None:

@@ -28,9 +28,12 @@ class TransferReport:
     """Study on the before model (its best layers are used)."""
     transfers: dict[str, dict[str, Any]]
     """Per method: ``after`` (and ``control``) :class:`probes.evaluate.TransferResult` dicts."""
+    after_labels: str = "the after model's behaviour"
+    """What the after model's positives are."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"before": self.before.to_dict(), "transfer": self.transfers, "git_revision": git_revision()}
+        return {"before": self.before.to_dict(), "transfer": self.transfers, "after_labels": self.after_labels,
+                "git_revision": git_revision()}
 
 
 def run_transfer_suite(
@@ -70,19 +73,26 @@ def transfer_from(
     after_data: LabelledPrompts | None = None,
     out_dir: str | Path | None = None,
     control_model: Any = None,
+    control_study: tuple[ModelProbeResult, Activations] | None = None,
     threshold_rule: str = "fpr1",
     config: SuiteConfig | None = None,
+    after_labels_source: str = "the after model's behaviour",
 ) -> TransferReport:
-    """:func:`run_transfer_suite` from a before-study already made (e.g. by :func:`probes.suite.run_probe_suite`)."""
+    """:func:`run_transfer_suite` from a before-study already made (e.g. by :func:`probes.suite.run_probe_suite`);
+    ``control_study`` is the control's, already made on ``data`` (then ``control_model`` is not probed again)."""
     config = config or SuiteConfig()
     y, idx = data.labels, data.split_index()
-    targets = {"after": (after_model, after_data or data)}
-    if control_model is not None:
-        targets["control"] = (control_model, data)
+    light = replace(config, n_random=1, contrast_rule=None)  # a target needs probes, not their controls
+    studies = {"after": lambda: probe_model(after_model, after_data or data, config=light)}
+    targets = {"after": after_data or data}
+    if control_study is not None or control_model is not None:
+        studies["control"] = (lambda: control_study) if control_study is not None else (
+            lambda: probe_model(control_model, data, config=light))
+        targets["control"] = data
     transfers: dict[str, dict[str, Any]] = {k: {} for k in before.sweep.methods if ":" not in k}
-    for target, (model, target_data) in targets.items():
+    for target, target_data in targets.items():
         target_y, target_idx = target_data.labels, target_data.split_index()
-        other, other_acts = probe_model(model, target_data, config=replace(config, n_random=1, contrast_rule=None))
+        other, other_acts = studies[target]()
         for name in transfers:
             ms = before.sweep.methods[name]
             site = ms.best
@@ -104,7 +114,7 @@ def transfer_from(
             if names is not None:
                 transfers[name][target]["groups"] = flag_rates(
                     ms.best_probe.score(xa[test]).numpy(), target_y[test], names, res.threshold)
-    report = TransferReport(before=before, transfers=transfers)
+    report = TransferReport(before=before, transfers=transfers, after_labels=after_labels_source)
     if out_dir is not None:
         write_json(Path(out_dir) / "transfer.json", report.to_dict())
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from backdoor_models.core.model_pair import ModelPair
@@ -159,3 +160,31 @@ def test_no_contrast_rule_runs_the_contrast_probe_without_its_controls(random_br
     suite = run_probe_suite(random_bridge, None, labelled_set(), config=config)
     assert suite.organism.contrast_controls is None and suite.to_dict()["contrast_controls"] is None
     assert set(suite.organism.sweep.methods) == {"contrast", "contrast:bank"}
+
+
+def test_a_removed_backdoor_is_probed_where_the_before_model_defected_and_the_control_is_probed_once(
+        random_bridge, tmp_path, monkeypatch):
+    import probes.suite as suite_module
+    import probes.transfer_suite as transfer_module
+
+    config = SuiteConfig(methods=("meandiff",), n_boot=20, n_random=10, extract=ExtractConfig(progress=False,
+                                                                                             batch_size=16))
+    data = labelled_set(False)
+    studies = []
+    real = suite_module.probe_model
+
+    def counted(model, labelled, **kwargs):
+        studies.append(labelled)
+        return real(model, labelled, **kwargs)
+
+    monkeypatch.setattr(suite_module, "probe_model", counted)
+    monkeypatch.setattr(transfer_module, "probe_model", counted)
+    never = [0] * len(data.prompts)  # the after model defects nowhere: no class to retrain on
+    suite = run_probe_suite(random_bridge, tmp_path, data, after_model=random_bridge, after_labels=never,
+                            control_model=random_bridge, config=config)
+    assert len(studies) == 3  # before, control (reused by the transfer), after
+    assert all(np.array_equal(s.labels, data.labels) for s in studies)
+    written = json.loads((tmp_path / "transfer.json").read_text())
+    assert written["after_labels"].startswith("the before model's behaviour (the after model's labels were all 0")
+    assert set(written["transfer"]["meandiff"]) == {"after", "control"}
+    assert suite.transfer is not None
