@@ -62,12 +62,12 @@ def _after_data(data: LabelledPrompts, after_labels: Sequence[int] | None) -> tu
     none of the prompts (a removed backdoor) cannot be probed on its own behaviour; the prompts its before
     model defected on are then the positives (do the before probes still fire where it used to defect?)."""
     if after_labels is None:
-        return data, "the before model's behaviour"
+        return data, "the before model's labels"
     if len(set(after_labels)) < 2:
         log.warning("the after model's behaviour labels hold one class (%d prompts, all %d): its probes are fit "
                     "and scored on the before model's labels instead", len(after_labels), after_labels[0])
-        return data, f"the before model's behaviour (the after model's labels were all {after_labels[0]})"
-    return data.with_labels(after_labels), "the after model's behaviour"
+        return data, f"the before model's labels (the after model's were all {after_labels[0]})"
+    return data.with_labels(after_labels), "the after model's own labels"
 
 
 def run_probe_suite(

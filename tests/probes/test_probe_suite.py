@@ -185,6 +185,6 @@ def test_a_removed_backdoor_is_probed_where_the_before_model_defected_and_the_co
     assert len(studies) == 3  # before, control (reused by the transfer), after
     assert all(np.array_equal(s.labels, data.labels) for s in studies)
     written = json.loads((tmp_path / "transfer.json").read_text())
-    assert written["after_labels"].startswith("the before model's behaviour (the after model's labels were all 0")
+    assert written["after_labels"].startswith("the before model's labels (the after model's were all 0")
     assert set(written["transfer"]["meandiff"]) == {"after", "control"}
     assert suite.transfer is not None
