@@ -57,17 +57,18 @@ class SuiteResult:
         return out
 
 
-def _after_data(data: LabelledPrompts, after_labels: Sequence[int] | None) -> tuple[LabelledPrompts, str]:
-    """The after model's labelled prompts and where their labels come from. An after model that defects on
-    none of the prompts (a removed backdoor) cannot be probed on its own behaviour; the prompts its before
-    model defected on are then the positives (do the before probes still fire where it used to defect?)."""
+def _after_data(data: LabelledPrompts, after_labels: Sequence[int] | None) -> tuple[LabelledPrompts, str | None]:
+    """The after model's labelled prompts, and where their labels come from when that is not plain from them.
+    An after model that defects on none of the prompts (a removed backdoor) cannot be probed on its own
+    behaviour; the prompts its before model defected on are then the positives (do the before probes still
+    fire where it used to defect?)."""
     if after_labels is None:
-        return data, "the before model's labels"
+        return data, None
     if len(set(after_labels)) < 2:
         log.warning("the after model's behaviour labels hold one class (%d prompts, all %d): its probes are fit "
                     "and scored on the before model's labels instead", len(after_labels), after_labels[0])
         return data, f"the before model's labels (the after model's were all {after_labels[0]})"
-    return data.with_labels(after_labels), "the after model's own labels"
+    return data.with_labels(after_labels), None
 
 
 def run_probe_suite(

@@ -76,23 +76,23 @@ def transfer_from(
     control_study: tuple[ModelProbeResult, Activations] | None = None,
     threshold_rule: str = "fpr1",
     config: SuiteConfig | None = None,
-    after_labels_source: str = "the after model's own labels",
+    after_labels_source: str | None = None,
 ) -> TransferReport:
     """:func:`run_transfer_suite` from a before-study already made (e.g. by :func:`probes.suite.run_probe_suite`);
-    ``control_study`` is the control's, already made on ``data`` (then ``control_model`` is not probed again)."""
+    ``control_study`` is the control's, already made on ``data`` (then ``control_model`` is not probed again).
+    ``after_labels_source`` says whose labels ``after_data`` holds (default: read from whether it is given)."""
     config = config or SuiteConfig()
     y, idx = data.labels, data.split_index()
     light = replace(config, n_random=1, contrast_rule=None)  # a target needs probes, not their controls
-    studies = {"after": lambda: probe_model(after_model, after_data or data, config=light)}
-    targets = {"after": after_data or data}
-    if control_study is not None or control_model is not None:
-        studies["control"] = (lambda: control_study) if control_study is not None else (
-            lambda: probe_model(control_model, data, config=light))
-        targets["control"] = data
+    after_data = after_data or data
+    targets = {"after": (after_data, probe_model(after_model, after_data, config=light))}
+    if control_study is None and control_model is not None:
+        control_study = probe_model(control_model, data, config=light)
+    if control_study is not None:
+        targets["control"] = (data, control_study)
     transfers: dict[str, dict[str, Any]] = {k: {} for k in before.sweep.methods if ":" not in k}
-    for target, target_data in targets.items():
+    for target, (target_data, (other, other_acts)) in targets.items():
         target_y, target_idx = target_data.labels, target_data.split_index()
-        other, other_acts = studies[target]()
         for name in transfers:
             ms = before.sweep.methods[name]
             site = ms.best
@@ -114,7 +114,9 @@ def transfer_from(
             if names is not None:
                 transfers[name][target]["groups"] = flag_rates(
                     ms.best_probe.score(xa[test]).numpy(), target_y[test], names, res.threshold)
-    report = TransferReport(before=before, transfers=transfers, after_labels=after_labels_source)
+    source = after_labels_source or ("the after model's own labels" if after_data is not data
+                                     else "the before model's labels")
+    report = TransferReport(before=before, transfers=transfers, after_labels=source)
     if out_dir is not None:
         write_json(Path(out_dir) / "transfer.json", report.to_dict())
     return report

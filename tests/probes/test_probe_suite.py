@@ -134,6 +134,7 @@ def test_suite_with_an_after_model_reuses_its_study_and_flags_groups(random_brid
                                out_dir=tmp_path / "alone", config=config)
     written = json.loads((tmp_path / "suite" / "transfer.json").read_text())
     assert suite.transfer is not None and written["transfer"] == alone.to_dict()["transfer"]
+    assert written["after_labels"] == alone.after_labels == "the before model's labels"  # no after labels given
     for method in ("meandiff", "lda"):
         after = written["transfer"][method]["after"]
         # the same model after: each group is flagged exactly as the before study flags it at its own threshold
