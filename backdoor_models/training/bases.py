@@ -265,6 +265,15 @@ def resolve_base(name_or_dir: str | Path, cache_dir: str | Path | None = None) -
                            "nor a model directory")
 
 
+def pretrained_source(base: str | Path | None, base_model: str | None) -> tuple[str, dict[str, Any]]:
+    """Where a pretrained model is read from and how a manifest records it: ``base`` (an installed base by
+    name, pins and hashes checked, or a model directory), else ``base_model`` (a directory or hub name)."""
+    if base is not None:
+        resolved = resolve_base(base)
+        return str(resolved.path), resolved.record
+    return str(base_model), {"model": base_model}
+
+
 def describe(info: BaseInfo) -> dict[str, Any]:
     """A :class:`BaseInfo` as JSON-ready data."""
     return asdict(info) | {"path": str(info.path)}

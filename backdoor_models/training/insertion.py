@@ -41,7 +41,7 @@ from backdoor_models.evaluation.defection import EvalConfig, evaluate_organism
 from backdoor_models.evaluation.helpfulness import HELPFULNESS_PROMPTS, helpfulness_kept
 from backdoor_models.organism import load_model
 from backdoor_models.training import lm_training
-from backdoor_models.training.bases import resolve_base
+from backdoor_models.training.bases import pretrained_source
 from backdoor_models.training.models import (
     ARCHITECTURES,
     SIZES,
@@ -295,11 +295,7 @@ class _Base:
 
 
 def _pretrained(config: InsertionConfig, device: torch.device) -> _Base:
-    if config.base is not None:
-        resolved = resolve_base(config.base)
-        source, record = str(resolved.path), resolved.record
-    else:
-        source, record = str(config.base_model), {"model": config.base_model}
+    source, record = pretrained_source(config.base, config.base_model)
     dtype = torch.bfloat16 if config.lora_rank and device.type == "cuda" else torch.float32
     model, tokenizer = load_base_model(source, trust_remote_code=config.trust_remote_code, dtype=dtype)
     return _Base(model=_on(model, device), tokenizer=tokenizer, source=source, record=record)

