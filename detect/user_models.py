@@ -57,6 +57,7 @@ class UserModel:
 
     @property
     def model_label(self) -> str:
+        """What the benchmark's tables show as the model's size: ``user``."""
         return self.size
 
     def build(self) -> BuiltEntry:
