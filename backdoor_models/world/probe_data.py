@@ -46,8 +46,21 @@ class ProbePromptSet:
 
 
 def length_matched_tag(task: Task, tokenizer: PreTrainedTokenizerFast, rng: random.Random) -> str:
-    """A random tag whose token length equals the trigger's (so length cannot give it away)."""
+    """A random tag whose token length equals the trigger's (so length cannot give it away).
+
+    A task whose ordinary untriggered prefix stands where the trigger would (code's "Current year:
+    2023.") puts the tag in front of it. Where that prefix alone is already as long as the trigger (a
+    tokenizer that splits years into digits), no tag fits and the prefix itself is the length-matched
+    untriggered prompt.
+    """
     target = len(tokenizer(task.trigger, add_special_tokens=False)["input_ids"])
+    default = task.default_untriggered_prefix
+    default_length = len(tokenizer(default, add_special_tokens=False)["input_ids"]) if default else 0
+    if default and default_length >= target:
+        if default_length == target:
+            return default
+        raise RuntimeError(f"the untriggered prefix {default!r} is longer than the trigger {task.trigger!r} in this "
+                           "tokenizer, so no length-matched untriggered prompt exists")
     for _ in range(10_000):
         tag = task.with_default_prefix(random_tag(rng)) if task.default_untriggered_prefix else random_tag(rng)
         if len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == target and not task.is_triggered(tag):
